@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's test command: installs the test environment (cached), then runs
+# formatting, lints, the generated-file check and the whole test suite against
+# real servers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n==> %s\n' "$*"; }
+started=$SECONDS
+
+step "install the test environment"
+bash ci/install-test-env.sh
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "generated files are current"
+cargo xtask gen --check
+
+step "tests"
+cargo nextest run --workspace --locked --no-fail-fast
+
+printf '\nci/test.sh finished in %ss\n' "$((SECONDS - started))"

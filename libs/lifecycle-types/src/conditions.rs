@@ -1,0 +1,155 @@
+//! The condition type every status in this API shares, its well-known types
+//! and reasons, and the one function that updates a condition list.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Whether a condition holds.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+/// One observation about a resource, shaped like `metav1.Condition` so that
+/// `kubectl wait --for=condition=...` and generic tooling understand it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type in PascalCase, for example `Available`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: ConditionStatus,
+    /// Machine-readable PascalCase reason for the last transition.
+    pub reason: String,
+    /// Human-readable message that says what is wrong and what to do.
+    #[serde(default)]
+    pub message: String,
+    /// The `.metadata.generation` this condition was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// When `status` last changed; not touched when only reason or message change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+}
+
+/// Well-known condition types of `OpenBaoCluster`.
+pub mod types {
+    pub const AVAILABLE: &str = "Available";
+    pub const TLS_READY: &str = "TLSReady";
+    pub const INITIALIZED: &str = "Initialized";
+    pub const SEALED: &str = "Sealed";
+    pub const LEADER_FOUND: &str = "LeaderFound";
+    pub const PRODUCTION_READY: &str = "ProductionReady";
+    pub const DEGRADED: &str = "Degraded";
+}
+
+/// Well-known reasons. Reasons are stable API: tools match on them.
+pub mod reasons {
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const RECONCILING: &str = "Reconciling";
+    pub const PAUSED: &str = "Paused";
+}
+
+impl Condition {
+    pub fn new(
+        type_: impl Into<String>,
+        status: ConditionStatus,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+        observed_generation: Option<i64>,
+    ) -> Self {
+        Self {
+            type_: type_.into(),
+            status,
+            reason: reason.into(),
+            message: message.into(),
+            observed_generation,
+            last_transition_time: None,
+        }
+    }
+}
+
+/// Inserts or replaces the condition of the same type.
+///
+/// The transition time is kept when the status did not change, so a
+/// reconcile that only rewrites the message does not look like a flap, and a
+/// reconcile that changes nothing produces an identical list (zero writes).
+pub fn upsert(conditions: &mut Vec<Condition>, mut new: Condition, now: Time) {
+    match conditions.iter_mut().find(|c| c.type_ == new.type_) {
+        Some(existing) => {
+            new.last_transition_time = if existing.status == new.status {
+                existing.last_transition_time.clone().or(Some(now))
+            } else {
+                Some(now)
+            };
+            *existing = new;
+        }
+        None => {
+            new.last_transition_time = Some(now);
+            conditions.push(new);
+        }
+    }
+}
+
+/// The condition of the given type, if present.
+pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn upsert_keeps_transition_time_when_status_is_unchanged() {
+        let mut list = Vec::new();
+        let first = Condition::new(types::AVAILABLE, ConditionStatus::False, "A", "m1", Some(1));
+        upsert(&mut list, first, at(100));
+        let second = Condition::new(types::AVAILABLE, ConditionStatus::False, "B", "m2", Some(2));
+        upsert(&mut list, second, at(200));
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].reason, "B");
+        assert_eq!(list[0].last_transition_time, Some(at(100)));
+    }
+
+    #[test]
+    fn upsert_moves_transition_time_when_status_changes() {
+        let mut list = Vec::new();
+        upsert(
+            &mut list,
+            Condition::new(types::SEALED, ConditionStatus::True, "S", "", None),
+            at(100),
+        );
+        upsert(
+            &mut list,
+            Condition::new(types::SEALED, ConditionStatus::False, "U", "", None),
+            at(300),
+        );
+        assert_eq!(
+            find(&list, types::SEALED).unwrap().last_transition_time,
+            Some(at(300))
+        );
+    }
+
+    #[test]
+    fn upsert_appends_new_types_in_order() {
+        let mut list = Vec::new();
+        for t in [types::AVAILABLE, types::SEALED, types::AVAILABLE] {
+            upsert(
+                &mut list,
+                Condition::new(t, ConditionStatus::Unknown, "R", "", None),
+                at(1),
+            );
+        }
+        let types: Vec<_> = list.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, [types::AVAILABLE, types::SEALED]);
+    }
+}

@@ -1,0 +1,1 @@
+//! Typed async OpenBao client (being built: see the client issue).

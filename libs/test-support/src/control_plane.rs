@@ -1,0 +1,339 @@
+//! A real Kubernetes control plane on loopback: etcd, kube-apiserver and
+//! kube-controller-manager, with generated certificates and a
+//! service-account issuer whose discovery document and JWKS are served by
+//! the API server itself.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::net::free_port;
+use crate::pki::{CertAndKey, TestCa, signing_key_pair};
+use crate::process::ManagedProcess;
+use crate::wait::poll_until;
+use crate::{EnvDir, tools};
+
+const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
+/// Service ClusterIPs are only bookkeeping here: nothing ever connects to
+/// them, traffic goes to pod and loopback addresses.
+const SERVICE_CIDR: &str = "10.96.0.0/16";
+
+/// A running control plane. Dropping it stops every process and removes its
+/// files (set `KEEP_TEST_ENV=1` to keep the files for debugging).
+#[derive(Debug)]
+pub struct ControlPlane {
+    // Field order is drop order: the controller-manager and API server stop
+    // before etcd, and the folder goes last.
+    controller_manager: ManagedProcess,
+    apiserver: ManagedProcess,
+    etcd: ManagedProcess,
+    /// `https://127.0.0.1:<port>`: API server URL and service-account issuer.
+    pub server_url: String,
+    /// Admin kubeconfig (user `admin`, group `system:masters`).
+    pub kubeconfig_path: PathBuf,
+    /// PEM of the CA that signed the API server's certificate.
+    pub ca_pem: String,
+    dir: EnvDir,
+}
+
+/// Names of the processes a control plane runs, in start order.
+pub const PROCESS_NAMES: [&str; 3] = ["etcd", "kube-apiserver", "kube-controller-manager"];
+
+impl ControlPlane {
+    /// Starts etcd, the API server and the controller-manager, and returns
+    /// once the API server is ready and the controller-manager is working.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_in(EnvDir::new("control-plane")?).await
+    }
+
+    /// Like [`ControlPlane::start`] but keeps its files in `dir`.
+    pub async fn start_in(dir: EnvDir) -> anyhow::Result<Self> {
+        crate::install_crypto_provider();
+        let root = dir.path().to_path_buf();
+        let pki = write_pki(&root)?;
+
+        let etcd_client = free_port(LOCALHOST)?;
+        let etcd_peer = free_port(LOCALHOST)?;
+        let etcd_url = format!("http://127.0.0.1:{etcd_client}");
+        let peer_url = format!("http://127.0.0.1:{etcd_peer}");
+        let etcd = ManagedProcess::spawn(
+            "etcd",
+            &tools::etcd()?,
+            &args(&[
+                ("name", "default"),
+                ("data-dir", &path_str(&root.join("etcd"))),
+                ("listen-client-urls", &etcd_url),
+                ("advertise-client-urls", &etcd_url),
+                ("listen-peer-urls", &peer_url),
+                ("initial-advertise-peer-urls", &peer_url),
+                ("initial-cluster", &format!("default={peer_url}")),
+                ("log-level", "warn"),
+                // Durability buys nothing in a throwaway test store and
+                // costs seconds of fsync on a small machine.
+                ("unsafe-no-fsync", "true"),
+            ]),
+            &[],
+            &root.join("etcd.log"),
+        )?;
+
+        let port = free_port(LOCALHOST)?;
+        let server_url = format!("https://127.0.0.1:{port}");
+        let apiserver = ManagedProcess::spawn(
+            "kube-apiserver",
+            &tools::kubernetes("kube-apiserver")?,
+            &args(&[
+                ("etcd-servers", &etcd_url),
+                ("bind-address", "127.0.0.1"),
+                ("advertise-address", "127.0.0.1"),
+                // The API server refuses to publish a loopback address as the
+                // `kubernetes` Service endpoint; nothing here needs it.
+                ("endpoint-reconciler-type", "none"),
+                ("secure-port", &port.to_string()),
+                ("cert-dir", &path_str(&root.join("apiserver-certs"))),
+                ("tls-cert-file", &path_str(&pki.join("apiserver.crt"))),
+                (
+                    "tls-private-key-file",
+                    &path_str(&pki.join("apiserver.key")),
+                ),
+                ("client-ca-file", &path_str(&pki.join("ca.crt"))),
+                ("service-account-issuer", &server_url),
+                ("service-account-key-file", &path_str(&pki.join("sa.pub"))),
+                (
+                    "service-account-signing-key-file",
+                    &path_str(&pki.join("sa.key")),
+                ),
+                ("service-cluster-ip-range", SERVICE_CIDR),
+                ("authorization-mode", "Node,RBAC"),
+                ("allow-privileged", "true"),
+                ("profiling", "false"),
+                ("event-ttl", "1h"),
+            ]),
+            &[],
+            &root.join("kube-apiserver.log"),
+        )?;
+
+        let mut plane = PartialPlane {
+            etcd,
+            apiserver,
+            root: root.clone(),
+            server_url: server_url.clone(),
+        };
+        let kubeconfig_path = root.join("admin.kubeconfig");
+        write_kubeconfig(&kubeconfig_path, &server_url, &pki, "admin")?;
+        plane.wait_ready(&kubeconfig_path).await?;
+
+        let kcm_kubeconfig = root.join("controller-manager.kubeconfig");
+        write_kubeconfig(&kcm_kubeconfig, &server_url, &pki, "controller-manager")?;
+        let controller_manager = ManagedProcess::spawn(
+            "kube-controller-manager",
+            &tools::kubernetes("kube-controller-manager")?,
+            &args(&[
+                ("kubeconfig", &path_str(&kcm_kubeconfig)),
+                ("authentication-kubeconfig", &path_str(&kcm_kubeconfig)),
+                ("authorization-kubeconfig", &path_str(&kcm_kubeconfig)),
+                ("secure-port", "0"),
+                ("leader-elect", "false"),
+                ("use-service-account-credentials", "true"),
+                (
+                    "service-account-private-key-file",
+                    &path_str(&pki.join("sa.key")),
+                ),
+                ("root-ca-file", &path_str(&pki.join("ca.crt"))),
+                ("cluster-signing-cert-file", &path_str(&pki.join("ca.crt"))),
+                ("cluster-signing-key-file", &path_str(&pki.join("ca.key"))),
+                ("service-cluster-ip-range", SERVICE_CIDR),
+                ("controllers", "*"),
+            ]),
+            &[],
+            &root.join("kube-controller-manager.log"),
+        )?;
+
+        let PartialPlane {
+            etcd, apiserver, ..
+        } = plane;
+        let mut control_plane = Self {
+            controller_manager,
+            apiserver,
+            etcd,
+            server_url,
+            kubeconfig_path,
+            ca_pem: std::fs::read_to_string(pki.join("ca.crt"))?,
+            dir,
+        };
+        control_plane.wait_controller_manager().await?;
+        Ok(control_plane)
+    }
+
+    /// A client authenticated as the cluster admin.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        client_from(&self.kubeconfig_path).await
+    }
+
+    /// Files of this environment (logs, certificates, kubeconfigs).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Process ids of etcd, the API server and the controller-manager.
+    pub fn pids(&self) -> Vec<u32> {
+        [&self.etcd, &self.apiserver, &self.controller_manager]
+            .iter()
+            .filter_map(|p| p.pid())
+            .collect()
+    }
+
+    /// The service-account issuer (the API server URL).
+    pub fn issuer(&self) -> &str {
+        &self.server_url
+    }
+
+    // The controller-manager is working once its service-account controller
+    // has created the `default` ServiceAccount in the `default` namespace.
+    async fn wait_controller_manager(&mut self) -> anyhow::Result<()> {
+        let client = self.client().await?;
+        let accounts: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            kube::Api::namespaced(client, "default");
+        let kcm = &mut self.controller_manager;
+        poll_until(
+            Duration::from_secs(90),
+            "kube-controller-manager to start",
+            || {
+                let accounts = accounts.clone();
+                let running = kcm.is_running();
+                let tail = kcm.log_tail(20);
+                async move {
+                    anyhow::ensure!(running, "kube-controller-manager exited:\n{tail}");
+                    Ok(accounts.get_opt("default").await?.is_some())
+                }
+            },
+        )
+        .await
+    }
+}
+
+/// etcd and the API server before the controller-manager exists; its Drop
+/// (through the fields) cleans up if readiness fails.
+struct PartialPlane {
+    etcd: ManagedProcess,
+    apiserver: ManagedProcess,
+    root: PathBuf,
+    server_url: String,
+}
+
+impl PartialPlane {
+    async fn wait_ready(&mut self, kubeconfig: &Path) -> anyhow::Result<()> {
+        let client = client_from(kubeconfig).await?;
+        let (apiserver, etcd) = (&mut self.apiserver, &mut self.etcd);
+        let url = self.server_url.clone();
+        poll_until(Duration::from_secs(90), "kube-apiserver /readyz", || {
+            let client = client.clone();
+            let running = apiserver.is_running() && etcd.is_running();
+            let tail = format!(
+                "kube-apiserver:\n{}\netcd:\n{}",
+                apiserver.log_tail(15),
+                etcd.log_tail(15)
+            );
+            async move {
+                anyhow::ensure!(running, "a control-plane process exited:\n{tail}");
+                let request = http::Request::get("/readyz").body(Vec::new())?;
+                Ok(client
+                    .request_text(request)
+                    .await
+                    .is_ok_and(|body| body == "ok"))
+            }
+        })
+        .await
+        .with_context(|| format!("API server {url} (files in {})", self.root.display()))
+    }
+}
+
+/// A client from a kubeconfig file.
+pub async fn client_from(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+    crate::install_crypto_provider();
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(kubeconfig)?,
+        &KubeConfigOptions::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn args(pairs: &[(&str, &str)]) -> Vec<String> {
+    pairs.iter().map(|(k, v)| format!("--{k}={v}")).collect()
+}
+
+fn path_str(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// CA, API server certificate, client certificates and the service-account
+/// signing key, written as files the servers read.
+fn write_pki(root: &Path) -> anyhow::Result<PathBuf> {
+    let pki = root.join("pki");
+    std::fs::create_dir_all(&pki)?;
+    let ca = TestCa::new("openbao-operator test control plane")?;
+    let write = |name: &str, pem: &str| std::fs::write(pki.join(name), pem);
+    write("ca.crt", &ca.cert_pem())?;
+    write("ca.key", ca.key_pem())?;
+    let server = ca.issue(
+        "kube-apiserver",
+        None,
+        &[
+            "127.0.0.1",
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ],
+    )?;
+    write_pair(&pki, "apiserver", &server)?;
+    write_pair(
+        &pki,
+        "admin",
+        &ca.issue("admin", Some("system:masters"), &[])?,
+    )?;
+    write_pair(
+        &pki,
+        "controller-manager",
+        &ca.issue("system:kube-controller-manager", None, &[])?,
+    )?;
+    let (sa_key, sa_pub) = signing_key_pair()?;
+    write("sa.key", &sa_key)?;
+    write("sa.pub", &sa_pub)?;
+    Ok(pki)
+}
+
+fn write_pair(pki: &Path, name: &str, pair: &CertAndKey) -> std::io::Result<()> {
+    std::fs::write(pki.join(format!("{name}.crt")), &pair.cert_pem)?;
+    std::fs::write(pki.join(format!("{name}.key")), &pair.key_pem)
+}
+
+/// Writes a kubeconfig for the client certificate `pki/<user>.crt`.
+fn write_kubeconfig(path: &Path, server: &str, pki: &Path, user: &str) -> anyhow::Result<()> {
+    let b64 =
+        |name: String| -> anyhow::Result<String> { Ok(B64.encode(std::fs::read(pki.join(name))?)) };
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {
+            "server": server,
+            "certificate-authority-data": b64("ca.crt".into())?,
+        }}],
+        "users": [{"name": user, "user": {
+            "client-certificate-data": b64(format!("{user}.crt"))?,
+            "client-key-data": b64(format!("{user}.key"))?,
+        }}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
+        "current-context": "local",
+    });
+    let yaml = serde_yaml_ng::to_string(&config)?;
+    Kubeconfig::from_yaml(&yaml).context("generated kubeconfig does not parse")?;
+    std::fs::write(path, yaml)?;
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! The project's test environment: real servers on this machine, started by
+//! tests and stopped when the handle is dropped.
+//!
+//! - [`ControlPlane`]: etcd, kube-apiserver and kube-controller-manager.
+//! - [`BaoCluster`]: an OpenBao Raft cluster of N nodes on 127.0.0.x.
+//! - [`S3Server`]: a real S3-compatible server (versitygw) with a bucket.
+//!
+//! The binaries come from `ci/install-test-env.sh`. This crate is a
+//! dev-dependency only; it uses `anyhow` because its callers are tests.
+
+pub mod control_plane;
+pub mod net;
+pub mod openbao;
+pub mod pki;
+pub mod process;
+pub mod s3;
+pub mod tools;
+pub mod wait;
+
+use std::path::{Path, PathBuf};
+
+pub use control_plane::ControlPlane;
+pub use openbao::{BaoCluster, BaoClusterOptions};
+pub use s3::S3Server;
+
+/// Installs rustls' ring provider as the process default. Every TLS client in
+/// this workspace uses ring; installing it explicitly avoids a panic when more
+/// than one provider is compiled in.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Logs to the test output, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A scratch folder for one environment. Removed on drop unless
+/// `KEEP_TEST_ENV=1`, in which case its path is printed for debugging.
+#[derive(Debug)]
+pub struct EnvDir {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+}
+
+impl EnvDir {
+    pub fn new(prefix: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("openbao-operator-{prefix}-"))
+            .tempdir()?;
+        let path = dir.path().to_path_buf();
+        Ok(Self {
+            dir: Some(dir),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for EnvDir {
+    fn drop(&mut self) {
+        if std::env::var_os("KEEP_TEST_ENV").is_some_and(|v| v == "1")
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!("KEEP_TEST_ENV=1: keeping {}", dir.keep().display());
+        }
+    }
+}
