@@ -9,7 +9,7 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Regenerate every generated file (CRD YAML in manifests/crds/).
+    /// Regenerate every generated file (CRD YAML in manifests/crds/, policies/README.md).
     Gen {
         /// Write nothing; fail if a checked-in file is out of date.
         #[arg(long)]

@@ -9,6 +9,7 @@
 //! dev-dependency only; it uses `anyhow` because its callers are tests.
 
 pub mod control_plane;
+pub mod identities;
 pub mod net;
 pub mod openbao;
 pub mod pki;

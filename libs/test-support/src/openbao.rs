@@ -30,6 +30,9 @@ pub struct BaoClusterOptions {
     pub nodes: usize,
     /// Serve the API over TLS (certificates from a throwaway CA).
     pub tls: bool,
+    /// The 32-byte static seal key; random when `None`. Two clusters with the
+    /// same key can restore each other's snapshots without a restart.
+    pub seal_key: Option<Vec<u8>>,
 }
 
 impl Default for BaoClusterOptions {
@@ -38,6 +41,7 @@ impl Default for BaoClusterOptions {
             version: tools::latest_openbao().to_owned(),
             nodes: 3,
             tls: true,
+            seal_key: None,
         }
     }
 }
@@ -124,7 +128,12 @@ impl BaoCluster {
             None
         };
         let seal_key = root.join("seal.key");
-        std::fs::write(&seal_key, random_bytes(32)?)?;
+        let key_bytes = match &options.seal_key {
+            Some(key) => key.clone(),
+            None => random_bytes(32)?,
+        };
+        anyhow::ensure!(key_bytes.len() == 32, "a static seal key is 32 bytes");
+        std::fs::write(&seal_key, &key_bytes)?;
 
         let scheme = if options.tls { "https" } else { "http" };
         let join_addrs: Vec<String> = nodes
@@ -181,6 +190,16 @@ impl BaoCluster {
     /// methods, data); never print it.
     pub fn root_token(&self) -> &str {
         &self.root_token
+    }
+
+    /// The static seal key every node uses.
+    pub fn seal_key(&self) -> anyhow::Result<Vec<u8>> {
+        Ok(std::fs::read(self.dir().join("seal.key"))?)
+    }
+
+    /// An `openbao_client`-style address list of every node.
+    pub fn addrs(&self) -> Vec<String> {
+        (0..self.nodes.len()).map(|i| self.addr(i)).collect()
     }
 
     /// An HTTP client that trusts the cluster's CA.

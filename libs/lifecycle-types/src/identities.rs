@@ -1,0 +1,317 @@
+//! The operator's OpenBao identities: one policy and (for Kubernetes
+//! workloads) one JWT role each. The files in `policies/` are the source of
+//! truth; this module embeds and parses them so the controller, the
+//! generated docs and the tests read the same data.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Who talks to OpenBao.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Identity {
+    Controller,
+    Backup,
+    Restore,
+    Upgrade,
+    /// The additions a blue/green cutover needs on top of [`Identity::Upgrade`].
+    UpgradeBlueGreen,
+    /// OpenKCM key management through the keystore plugin.
+    KeystorePlugin,
+    /// OpenKCM wrap/unwrap of L2 keys through the keystore plugin.
+    KeystorePluginCrypto,
+}
+
+impl Identity {
+    pub const ALL: [Identity; 7] = [
+        Identity::Controller,
+        Identity::Backup,
+        Identity::Restore,
+        Identity::Upgrade,
+        Identity::UpgradeBlueGreen,
+        Identity::KeystorePlugin,
+        Identity::KeystorePluginCrypto,
+    ];
+
+    /// The name used in `jwt-roles.hcl` (`identity = "..."`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Identity::Controller => "controller",
+            Identity::Backup => "backup",
+            Identity::Restore => "restore",
+            Identity::Upgrade => "upgrade",
+            Identity::UpgradeBlueGreen => "upgrade-blue-green",
+            Identity::KeystorePlugin => "keystore-plugin",
+            Identity::KeystorePluginCrypto => "keystore-plugin-crypto",
+        }
+    }
+
+    /// Name of the OpenBao ACL policy.
+    pub fn policy_name(self) -> &'static str {
+        match self {
+            Identity::Controller => "openbao-operator",
+            Identity::Backup => "openbao-operator-backup",
+            Identity::Restore => "openbao-operator-restore",
+            Identity::Upgrade => "openbao-operator-upgrade",
+            Identity::UpgradeBlueGreen => "openbao-operator-upgrade-blue-green",
+            Identity::KeystorePlugin => "openbao-keystore-plugin",
+            Identity::KeystorePluginCrypto => "openbao-keystore-plugin-crypto",
+        }
+    }
+
+    /// File name under `policies/`.
+    pub fn policy_file(self) -> &'static str {
+        match self {
+            Identity::Controller => "controller.hcl",
+            Identity::Backup => "backup.hcl",
+            Identity::Restore => "restore.hcl",
+            Identity::Upgrade => "upgrade.hcl",
+            Identity::UpgradeBlueGreen => "upgrade-blue-green.hcl",
+            Identity::KeystorePlugin => "keystore-plugin.hcl",
+            Identity::KeystorePluginCrypto => "keystore-plugin-crypto.hcl",
+        }
+    }
+
+    /// The policy's HCL text, as checked in.
+    pub fn policy_hcl(self) -> &'static str {
+        match self {
+            Identity::Controller => include_str!("../../../policies/controller.hcl"),
+            Identity::Backup => include_str!("../../../policies/backup.hcl"),
+            Identity::Restore => include_str!("../../../policies/restore.hcl"),
+            Identity::Upgrade => include_str!("../../../policies/upgrade.hcl"),
+            Identity::UpgradeBlueGreen => include_str!("../../../policies/upgrade-blue-green.hcl"),
+            Identity::KeystorePlugin => include_str!("../../../policies/keystore-plugin.hcl"),
+            Identity::KeystorePluginCrypto => {
+                include_str!("../../../policies/keystore-plugin-crypto.hcl")
+            }
+        }
+    }
+
+    /// The policy's rules, in file order.
+    pub fn policy(self) -> Result<Vec<PathRule>, PolicyError> {
+        parse_policy(self.policy_hcl()).map_err(|message| PolicyError {
+            file: self.policy_file(),
+            message,
+        })
+    }
+}
+
+/// A policy file that does not parse; names the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub file: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "policies/{}: {}", self.file, self.message)
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+/// One `path "..." { capabilities = [...] }` block and the comment above it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathRule {
+    pub path: String,
+    pub capabilities: Vec<String>,
+    /// The comment line(s) directly above the block: why the path is needed.
+    pub why: String,
+}
+
+impl PathRule {
+    pub fn allows(&self, capability: &str) -> bool {
+        self.capabilities.iter().any(|c| c == capability)
+    }
+}
+
+#[derive(Deserialize)]
+struct PolicyFile {
+    #[serde(default)]
+    path: BTreeMap<String, PathBody>,
+}
+
+#[derive(Deserialize)]
+struct PathBody {
+    capabilities: Vec<String>,
+}
+
+/// Parses an ACL policy with the HCL library; the `why` of each rule comes
+/// from the `#` comment lines right above its `path` line.
+pub fn parse_policy(hcl_text: &str) -> Result<Vec<PathRule>, String> {
+    let parsed: PolicyFile = hcl::from_str(hcl_text).map_err(|e| e.to_string())?;
+    let mut rules = Vec::new();
+    let mut comment: Vec<&str> = Vec::new();
+    for line in hcl_text.lines() {
+        let line = line.trim();
+        if let Some(text) = line.strip_prefix('#') {
+            comment.push(text.trim());
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("path ") {
+            let path = rest
+                .split('"')
+                .nth(1)
+                .ok_or_else(|| format!("cannot read the path in {line:?}"))?;
+            let body = parsed
+                .path
+                .get(path)
+                .ok_or_else(|| format!("path {path:?} has no capabilities block"))?;
+            rules.push(PathRule {
+                path: path.to_owned(),
+                capabilities: body.capabilities.clone(),
+                why: comment.join(" "),
+            });
+        }
+        if line.is_empty() || !line.starts_with('#') {
+            comment.clear();
+        }
+    }
+    if rules.len() != parsed.path.len() {
+        return Err("a path block is not on a line of its own starting with `path \"`".into());
+    }
+    Ok(rules)
+}
+
+/// A JWT role as written in `policies/jwt-roles.hcl`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct JwtRole {
+    #[serde(skip_deserializing)]
+    pub name: String,
+    pub identity: String,
+    pub token_policies: Vec<String>,
+    pub bound_audiences: Vec<String>,
+    pub user_claim: String,
+    /// With `{operator_namespace}`, `{namespace}` and `{cluster}` placeholders.
+    pub bound_subject: String,
+    pub token_ttl: String,
+    pub token_max_ttl: String,
+}
+
+/// Values for the placeholders in [`JwtRole::bound_subject`]. Kubernetes
+/// validates namespace and object names as DNS labels, so they cannot
+/// smuggle `:` or `{` into a subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectVars<'a> {
+    pub operator_namespace: &'a str,
+    pub namespace: &'a str,
+    pub cluster: &'a str,
+}
+
+impl JwtRole {
+    /// The ServiceAccount subject this role accepts for the given cluster.
+    pub fn subject(&self, vars: &SubjectVars<'_>) -> String {
+        self.bound_subject
+            .replace("{operator_namespace}", vars.operator_namespace)
+            .replace("{namespace}", vars.namespace)
+            .replace("{cluster}", vars.cluster)
+    }
+
+    /// The body to write to `auth/<mount>/role/<name>`.
+    pub fn request_body(&self, vars: &SubjectVars<'_>) -> serde_json::Value {
+        serde_json::json!({
+            "role_type": "jwt",
+            "user_claim": self.user_claim,
+            "bound_audiences": self.bound_audiences,
+            "bound_subject": self.subject(vars),
+            "token_policies": self.token_policies,
+            "token_ttl": self.token_ttl,
+            "token_max_ttl": self.token_max_ttl,
+        })
+    }
+}
+
+/// The checked-in `policies/jwt-roles.hcl`.
+pub const JWT_ROLES_HCL: &str = include_str!("../../../policies/jwt-roles.hcl");
+
+#[derive(Deserialize)]
+struct RolesFile {
+    role: BTreeMap<String, JwtRole>,
+}
+
+/// Every JWT role, ordered by name.
+pub fn jwt_roles() -> Result<Vec<JwtRole>, PolicyError> {
+    let file: RolesFile = hcl::from_str(JWT_ROLES_HCL).map_err(|e| PolicyError {
+        file: "jwt-roles.hcl",
+        message: e.to_string(),
+    })?;
+    Ok(file
+        .role
+        .into_iter()
+        .map(|(name, role)| JwtRole { name, ..role })
+        .collect())
+}
+
+/// The JWT role for an identity, if it has one (the keystore plugin does not).
+pub fn jwt_role(identity: Identity) -> Result<Option<JwtRole>, PolicyError> {
+    Ok(jwt_roles()?
+        .into_iter()
+        .find(|r| r.identity == identity.key()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_policy_parses_and_every_rule_says_why() {
+        for identity in Identity::ALL {
+            let rules = identity.policy().unwrap();
+            assert!(!rules.is_empty(), "{identity:?} has no rules");
+            for rule in rules {
+                assert!(
+                    !rule.why.is_empty(),
+                    "{}: {} has no comment",
+                    identity.policy_file(),
+                    rule.path
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn comments_attach_to_the_next_path_only() {
+        let rules = parse_policy(
+            "# header\n\n# first\npath \"a\" {\n  capabilities = [\"read\"]\n}\n\npath \"b\" {\n  capabilities = [\"update\"]\n}\n",
+        )
+        .unwrap();
+        assert_eq!(rules[0].why, "first");
+        assert_eq!(rules[1].why, "");
+        assert!(rules[1].allows("update") && !rules[1].allows("read"));
+    }
+
+    #[test]
+    fn roles_render_subjects_for_a_cluster() {
+        let vars = SubjectVars {
+            operator_namespace: "openbao-system",
+            namespace: "team-a",
+            cluster: "vault",
+        };
+        let backup = jwt_role(Identity::Backup).unwrap().unwrap();
+        assert_eq!(
+            backup.subject(&vars),
+            "system:serviceaccount:team-a:vault-backup"
+        );
+        let controller = jwt_role(Identity::Controller).unwrap().unwrap();
+        assert_eq!(
+            controller.request_body(&vars)["bound_subject"],
+            "system:serviceaccount:openbao-system:openbao-operator"
+        );
+        assert!(jwt_role(Identity::KeystorePlugin).unwrap().is_none());
+    }
+
+    #[test]
+    fn role_policies_name_existing_policies() {
+        let names: Vec<_> = Identity::ALL.iter().map(|i| i.policy_name()).collect();
+        for role in jwt_roles().unwrap() {
+            for policy in &role.token_policies {
+                assert!(
+                    names.contains(&policy.as_str()),
+                    "{}: unknown policy {policy}",
+                    role.name
+                );
+            }
+        }
+    }
+}

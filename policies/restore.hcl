@@ -1,0 +1,7 @@
+# Policy openbao-operator-restore: the restore Job replaces the whole
+# cluster state and may do nothing else (it cannot read secrets).
+
+# Force-restore a verified snapshot.
+path "sys/storage/raft/snapshot-force" {
+  capabilities = ["update"]
+}
