@@ -1,7 +1,8 @@
 # Policy openbao-operator-upgrade-blue-green: added to the upgrade policy
 # only for blue/green cutovers, which move Raft membership to new pods.
 
-# Join a green node to the running cluster.
+# Join a green node to the running cluster. OpenBao serves join without a
+# token (the joining node has none); kept because the seeds list it.
 path "sys/storage/raft/join" {
   capabilities = ["update"]
 }

@@ -301,6 +301,20 @@ impl Client {
         if status.is_success() {
             return Ok(response);
         }
+        if status == StatusCode::TEMPORARY_REDIRECT {
+            // A standby redirects what it cannot forward (e.g. a streamed
+            // snapshot-force body, which cannot be replayed).
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("the active node")
+                .to_owned();
+            return Err(Error::Standby {
+                path: path.to_owned(),
+                message: format!("redirected to {location}; send this call to the active node"),
+            });
+        }
         let body = response.bytes().await.unwrap_or_default();
         Err(Error::from_response(path, status, &body))
     }
