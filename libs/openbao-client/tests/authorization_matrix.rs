@@ -42,21 +42,86 @@ struct Endpoint {
 }
 
 const ENDPOINTS: &[Endpoint] = &[
-    Endpoint { name: "health", path: "sys/health", needs: &["read"], unauthenticated: true },
-    Endpoint { name: "raft-config", path: "sys/storage/raft/configuration", needs: &["read"], unauthenticated: false },
-    Endpoint { name: "remove-peer", path: "sys/storage/raft/remove-peer", needs: &["update"], unauthenticated: false },
-    Endpoint { name: "autopilot-config-read", path: "sys/storage/raft/autopilot/configuration", needs: &["read"], unauthenticated: false },
-    Endpoint { name: "autopilot-config-update", path: "sys/storage/raft/autopilot/configuration", needs: &["update"], unauthenticated: false },
-    Endpoint { name: "autopilot-state", path: "sys/storage/raft/autopilot/state", needs: &["read"], unauthenticated: false },
-    Endpoint { name: "snapshot", path: "sys/storage/raft/snapshot", needs: &["read"], unauthenticated: false },
-    Endpoint { name: "snapshot-force", path: "sys/storage/raft/snapshot-force", needs: &["update"], unauthenticated: false },
+    Endpoint {
+        name: "health",
+        path: "sys/health",
+        needs: &["read"],
+        unauthenticated: true,
+    },
+    Endpoint {
+        name: "raft-config",
+        path: "sys/storage/raft/configuration",
+        needs: &["read"],
+        unauthenticated: false,
+    },
+    Endpoint {
+        name: "remove-peer",
+        path: "sys/storage/raft/remove-peer",
+        needs: &["update"],
+        unauthenticated: false,
+    },
+    Endpoint {
+        name: "autopilot-config-read",
+        path: "sys/storage/raft/autopilot/configuration",
+        needs: &["read"],
+        unauthenticated: false,
+    },
+    Endpoint {
+        name: "autopilot-config-update",
+        path: "sys/storage/raft/autopilot/configuration",
+        needs: &["update"],
+        unauthenticated: false,
+    },
+    Endpoint {
+        name: "autopilot-state",
+        path: "sys/storage/raft/autopilot/state",
+        needs: &["read"],
+        unauthenticated: false,
+    },
+    Endpoint {
+        name: "snapshot",
+        path: "sys/storage/raft/snapshot",
+        needs: &["read"],
+        unauthenticated: false,
+    },
+    Endpoint {
+        name: "snapshot-force",
+        path: "sys/storage/raft/snapshot-force",
+        needs: &["update"],
+        unauthenticated: false,
+    },
     // Served without a token: the joining node is new and holds none.
-    Endpoint { name: "join", path: "sys/storage/raft/join", needs: &["update"], unauthenticated: true },
-    Endpoint { name: "promote", path: "sys/storage/raft/promote", needs: &["update"], unauthenticated: false },
-    Endpoint { name: "demote", path: "sys/storage/raft/demote", needs: &["update"], unauthenticated: false },
-    Endpoint { name: "read-secret", path: "secret/data/app", needs: &["read"], unauthenticated: false },
+    Endpoint {
+        name: "join",
+        path: "sys/storage/raft/join",
+        needs: &["update"],
+        unauthenticated: true,
+    },
+    Endpoint {
+        name: "promote",
+        path: "sys/storage/raft/promote",
+        needs: &["update"],
+        unauthenticated: false,
+    },
+    Endpoint {
+        name: "demote",
+        path: "sys/storage/raft/demote",
+        needs: &["update"],
+        unauthenticated: false,
+    },
+    Endpoint {
+        name: "read-secret",
+        path: "secret/data/app",
+        needs: &["read"],
+        unauthenticated: false,
+    },
     // Last: a granted step-down changes the leader.
-    Endpoint { name: "step-down", path: "sys/step-down", needs: &["sudo", "update"], unauthenticated: false },
+    Endpoint {
+        name: "step-down",
+        path: "sys/step-down",
+        needs: &["sudo", "update"],
+        unauthenticated: false,
+    },
 ];
 
 /// What the policy files say the role may do.
@@ -70,7 +135,11 @@ fn expected(role: &JwtRole, endpoint: &Endpoint) -> Outcome {
         .flat_map(|i| i.policy().unwrap())
         .filter(|rule| rule.path == endpoint.path)
         .any(|rule| endpoint.needs.iter().all(|cap| rule.allows(cap)));
-    if granted { Outcome::Allowed } else { Outcome::Denied }
+    if granted {
+        Outcome::Allowed
+    } else {
+        Outcome::Denied
+    }
 }
 
 /// Calls the endpoint. A permission error is a denial; any other answer
@@ -82,17 +151,21 @@ async fn call(client: &Client, endpoint: &Endpoint, leader_addr: &str) -> (Outco
         "raft-config" => client.raft_configuration().await.map(drop),
         "remove-peer" => client.raft_remove_peer("no-such-node").await,
         "autopilot-config-read" => client.autopilot_configuration().await.map(drop),
-        "autopilot-config-update" => client
-            .set_autopilot_configuration(&AutopilotConfig {
-                server_stabilization_time: Some("2s".into()),
-                ..Default::default()
-            })
-            .await,
+        "autopilot-config-update" => {
+            client
+                .set_autopilot_configuration(&AutopilotConfig {
+                    server_stabilization_time: Some("2s".into()),
+                    ..Default::default()
+                })
+                .await
+        }
         "autopilot-state" => client.autopilot_state().await.map(drop),
         "snapshot" => client.snapshot().await.map(drop),
         "snapshot-force" => {
             // Not a snapshot: authorization is checked before the body is read.
-            let junk = stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"not a snapshot"))]);
+            let junk = stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(
+                b"not a snapshot",
+            ))]);
             client.snapshot_force(junk).await
         }
         "join" => client
@@ -131,7 +204,14 @@ fn client_for(bao: &BaoCluster, index: usize) -> Client {
     Client::new(config).unwrap()
 }
 
-async fn login(bao: &BaoCluster, plane: &ControlPlane, role: &str, namespace: &str, name: &str, audience: &str) -> Result<Client, Error> {
+async fn login(
+    bao: &BaoCluster,
+    plane: &ControlPlane,
+    role: &str,
+    namespace: &str,
+    name: &str,
+    audience: &str,
+) -> Result<Client, Error> {
     let token = plane
         .service_account_token(namespace, name, audience, Duration::from_secs(600))
         .await
@@ -154,32 +234,60 @@ async fn matrix(version: &str) {
     })
     .await
     .unwrap();
-    bao.install_operator_identities(&plane, &VARS).await.unwrap();
-    let leader = bao.leader().await.unwrap();
-    bao.expect_ok(leader, reqwest::Method::POST, "sys/mounts/secret", serde_json::json!({"type": "kv-v2"}))
+    bao.install_operator_identities(&plane, &VARS)
         .await
         .unwrap();
-    test_support::wait::poll_until_ok(Duration::from_secs(30), "kv mount to accept writes", || async {
-        let (status, _) = bao
-            .request(bao.leader().await?, reqwest::Method::POST, "secret/data/app", Some(serde_json::json!({"data": {"password": "hunter2"}})))
-            .await?;
-        Ok(status.is_success().then_some(()))
-    })
+    let leader = bao.leader().await.unwrap();
+    bao.expect_ok(
+        leader,
+        reqwest::Method::POST,
+        "sys/mounts/secret",
+        serde_json::json!({"type": "kv-v2"}),
+    )
+    .await
+    .unwrap();
+    test_support::wait::poll_until_ok(
+        Duration::from_secs(30),
+        "kv mount to accept writes",
+        || async {
+            let (status, _) = bao
+                .request(
+                    bao.leader().await?,
+                    reqwest::Method::POST,
+                    "secret/data/app",
+                    Some(serde_json::json!({"data": {"password": "hunter2"}})),
+                )
+                .await?;
+            Ok(status.is_success().then_some(()))
+        },
+    )
     .await
     .unwrap();
 
-    let mut table = format!("OpenBao {version}: identity x endpoint (A = allowed, d = denied)\n{:<20}", "");
+    let mut table = format!(
+        "OpenBao {version}: identity x endpoint (A = allowed, d = denied)\n{:<20}",
+        ""
+    );
     for endpoint in ENDPOINTS {
-        table.push_str(&format!(" {:>5}", &endpoint.name[..endpoint.name.len().min(5)]));
+        table.push_str(&format!(
+            " {:>5}",
+            &endpoint.name[..endpoint.name.len().min(5)]
+        ));
     }
     let mut mismatches = Vec::new();
     for role in jwt_roles().unwrap() {
         let (namespace, name) = service_account(&role);
-        let client = login(&bao, &plane, &role.name, &namespace, &name, AUDIENCE).await.unwrap();
+        let client = login(&bao, &plane, &role.name, &namespace, &name, AUDIENCE)
+            .await
+            .unwrap();
         let info = client.lookup_self().await.unwrap();
         let policies: BTreeSet<_> = info.policies.iter().cloned().collect();
         for policy in &role.token_policies {
-            assert!(policies.contains(policy), "{}: token lacks {policy}: {policies:?}", role.name);
+            assert!(
+                policies.contains(policy),
+                "{}: token lacks {policy}: {policies:?}",
+                role.name
+            );
         }
         table.push_str(&format!("\n{:<20}", role.identity));
         for endpoint in ENDPOINTS {
@@ -188,9 +296,19 @@ async fn matrix(version: &str) {
             let leader_addr = bao.addr(bao.leader().await.unwrap());
             let at_leader = client.with_address(leader_addr.parse().unwrap()).unwrap();
             let (outcome, detail) = call(&at_leader, endpoint, &leader_addr).await;
-            table.push_str(&format!(" {:>5}", if outcome == Outcome::Allowed { "A" } else { "d" }));
+            table.push_str(&format!(
+                " {:>5}",
+                if outcome == Outcome::Allowed {
+                    "A"
+                } else {
+                    "d"
+                }
+            ));
             if outcome != expected(&role, endpoint) {
-                mismatches.push(format!("{} {}: got {outcome:?} ({detail})", role.identity, endpoint.name));
+                mismatches.push(format!(
+                    "{} {}: got {outcome:?} ({detail})",
+                    role.identity, endpoint.name
+                ));
             }
             if endpoint.name == "step-down" && outcome == Outcome::Allowed {
                 // Let the election settle before the next identity's calls.
@@ -199,22 +317,48 @@ async fn matrix(version: &str) {
         }
     }
     println!("{table}");
-    assert!(mismatches.is_empty(), "cells that disagree with the policy files:\n{}", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "cells that disagree with the policy files:\n{}",
+        mismatches.join("\n")
+    );
 
     // The headline guarantees, spelled out.
-    let backup = jwt_roles().unwrap().into_iter().find(|r| r.identity == "backup").unwrap();
-    let restore = jwt_roles().unwrap().into_iter().find(|r| r.identity == "restore").unwrap();
-    let force = ENDPOINTS.iter().find(|e| e.name == "snapshot-force").unwrap();
+    let backup = jwt_roles()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.identity == "backup")
+        .unwrap();
+    let restore = jwt_roles()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.identity == "restore")
+        .unwrap();
+    let force = ENDPOINTS
+        .iter()
+        .find(|e| e.name == "snapshot-force")
+        .unwrap();
     let secret = ENDPOINTS.iter().find(|e| e.name == "read-secret").unwrap();
     assert_eq!(expected(&backup, force), Outcome::Denied);
     assert_eq!(expected(&restore, secret), Outcome::Denied);
 
     // A token for another audience, and one for another subject, are refused.
     let (namespace, name) = service_account(&backup);
-    let err = login(&bao, &plane, &backup.name, &namespace, &name, "someone-else").await.unwrap_err();
+    let err = login(
+        &bao,
+        &plane,
+        &backup.name,
+        &namespace,
+        &name,
+        "someone-else",
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, Error::BadRequest { .. }), "{err}");
     assert!(err.to_string().contains("invalid audience"), "{err}");
-    let err = login(&bao, &plane, &backup.name, &namespace, "intruder", AUDIENCE).await.unwrap_err();
+    let err = login(&bao, &plane, &backup.name, &namespace, "intruder", AUDIENCE)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("invalid subject"), "{err}");
     // Errors name the reason but never carry the JWT.
     assert!(!err.to_string().contains("eyJ"), "{err}");

@@ -30,6 +30,9 @@ pub struct BaoClusterOptions {
     pub nodes: usize,
     /// Serve the API over TLS (certificates from a throwaway CA).
     pub tls: bool,
+    /// Initialize the cluster (`sys/init` on node 0) and start every node.
+    /// When false only node 0 is started, uninitialized, for tests of init.
+    pub initialize: bool,
     /// The 32-byte static seal key; random when `None`. Two clusters with the
     /// same key can restore each other's snapshots without a restart.
     pub seal_key: Option<Vec<u8>>,
@@ -41,6 +44,7 @@ impl Default for BaoClusterOptions {
             version: tools::latest_openbao().to_owned(),
             nodes: 3,
             tls: true,
+            initialize: true,
             seal_key: None,
         }
     }
@@ -156,6 +160,10 @@ impl BaoCluster {
             dir,
         };
         cluster.start_node(0)?;
+        if !options.initialize {
+            cluster.wait_listening(0).await?;
+            return Ok(cluster);
+        }
         cluster.initialize().await?;
         for index in 1..cluster.nodes.len() {
             cluster.start_node(index)?;
@@ -186,7 +194,8 @@ impl BaoCluster {
         self.ca_pem.as_deref()
     }
 
-    /// The setup root token. Tests use it to arrange state (policies, auth
+    /// The setup root token (empty when started with `initialize: false`).
+    /// Tests use it to arrange state (policies, auth
     /// methods, data); never print it.
     pub fn root_token(&self) -> &str {
         &self.root_token
@@ -357,16 +366,20 @@ impl BaoCluster {
 
     // Initializes node 0 with one recovery share (so a later static-key
     // rotation works) and waits until it is active.
-    async fn initialize(&mut self) -> anyhow::Result<()> {
-        poll_until(Duration::from_secs(60), "node-0 to listen", || async {
-            self.ensure_running(0)?;
+    async fn wait_listening(&self, index: usize) -> anyhow::Result<()> {
+        poll_until(Duration::from_secs(60), "the node to listen", || async {
+            self.ensure_running(index)?;
             Ok(self
-                .request(0, Method::GET, "sys/health", None)
+                .request(index, Method::GET, "sys/health", None)
                 .await
-                .is_ok_and(|(status, _)| status == StatusCode::NOT_IMPLEMENTED))
+                .is_ok())
         })
         .await
-        .with_context(|| self.logs_hint())?;
+        .with_context(|| self.logs_hint())
+    }
+
+    async fn initialize(&mut self) -> anyhow::Result<()> {
+        self.wait_listening(0).await?;
         let (status, body) = self
             .request(
                 0,

@@ -45,6 +45,7 @@ async fn every_pinned_version_starts_and_is_reported() {
             version: version.to_owned(),
             nodes: 1,
             tls: false,
+            initialize: true,
             seal_key: None,
         })
         .await

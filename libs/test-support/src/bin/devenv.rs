@@ -52,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
         version: args.openbao_version.clone(),
         nodes: args.nodes,
         tls: true,
+        initialize: true,
         seal_key: None,
     })
     .await?;
