@@ -4,6 +4,8 @@
 //! - [`ControlPlane`]: etcd, kube-apiserver and kube-controller-manager.
 //! - [`BaoCluster`]: an OpenBao Raft cluster of N nodes on 127.0.0.x.
 //! - [`S3Server`]: a real S3-compatible server (versitygw) with a bucket.
+//! - [`NodeAgent`]: a kubelet stand-in that runs a control plane's pods as
+//!   local processes, with their own network namespaces and cluster DNS.
 //!
 //! The binaries come from `ci/install-test-env.sh`. This crate is a
 //! dev-dependency only; it uses `anyhow` because its callers are tests.
@@ -11,6 +13,7 @@
 pub mod control_plane;
 pub mod identities;
 pub mod net;
+pub mod node_agent;
 pub mod openbao;
 pub mod pki;
 pub mod process;
@@ -21,6 +24,7 @@ pub mod wait;
 use std::path::{Path, PathBuf};
 
 pub use control_plane::ControlPlane;
+pub use node_agent::{NodeAgent, NodeAgentOptions};
 pub use openbao::{BaoCluster, BaoClusterOptions};
 pub use s3::S3Server;
 

@@ -1,0 +1,289 @@
+//! Pod status as the kubelet reports it, computed from the agent's view of
+//! the containers (pure, so the phase and condition rules are unit-tested).
+
+use serde_json::{Value, json};
+
+/// A container's state, with times as API timestamps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CtrState {
+    Waiting { reason: String, message: String },
+    Running { started_at: Value },
+    Terminated(Terminated),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Terminated {
+    pub exit_code: i32,
+    pub reason: String,
+    pub started_at: Value,
+    pub finished_at: Value,
+}
+
+impl CtrState {
+    pub fn waiting(reason: &str, message: &str) -> Self {
+        Self::Waiting {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+
+    fn to_json(&self, container_id: &str) -> Value {
+        // Strategic merge patches merge maps, so the variants that do not
+        // apply are set to null explicitly.
+        match self {
+            Self::Waiting { reason, message } => json!({
+                "waiting": {"reason": reason, "message": message}, "running": null, "terminated": null,
+            }),
+            Self::Running { started_at } => json!({
+                "running": {"startedAt": started_at}, "waiting": null, "terminated": null,
+            }),
+            Self::Terminated(t) => json!({
+                "terminated": t.to_json(container_id), "waiting": null, "running": null,
+            }),
+        }
+    }
+}
+
+impl Terminated {
+    fn to_json(&self, container_id: &str) -> Value {
+        json!({
+            "exitCode": self.exit_code,
+            "reason": self.reason,
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+            "containerID": container_id,
+        })
+    }
+}
+
+/// What the status of one container is made of.
+#[derive(Debug, Clone)]
+pub struct CtrView {
+    pub name: String,
+    pub image: String,
+    pub state: CtrState,
+    pub last: Option<Terminated>,
+    pub ready: bool,
+    pub started: bool,
+    pub restart_count: i32,
+    pub container_id: String,
+}
+
+pub fn container_status(v: &CtrView) -> Value {
+    let last = match &v.last {
+        Some(t) => {
+            json!({"terminated": t.to_json(&v.container_id), "waiting": null, "running": null})
+        }
+        None => json!({}),
+    };
+    json!({
+        "name": v.name,
+        "image": v.image,
+        "imageID": format!("node-agent://{}", v.image),
+        "containerID": v.container_id,
+        "ready": v.ready,
+        "started": v.started,
+        "restartCount": v.restart_count,
+        "state": v.state.to_json(&v.container_id),
+        "lastState": last,
+    })
+}
+
+/// Whether a main container that stopped with `exit_code` is started again.
+pub fn restarts(policy: &str, exit_code: i32) -> bool {
+    match policy {
+        "Never" => false,
+        "OnFailure" => exit_code != 0,
+        _ => true,
+    }
+}
+
+/// The pod phase. `pending_restart[i]` says container i waits to be
+/// restarted (so it is not finished).
+pub fn pod_phase(
+    policy: &str,
+    sandbox_ready: bool,
+    init_failed: bool,
+    init_done: bool,
+    main: &[CtrState],
+) -> &'static str {
+    if init_failed {
+        return "Failed";
+    }
+    if !sandbox_ready || !init_done {
+        return "Pending";
+    }
+    let finished: Vec<i32> = main
+        .iter()
+        .filter_map(|s| match s {
+            CtrState::Terminated(t) if !restarts(policy, t.exit_code) => Some(t.exit_code),
+            _ => None,
+        })
+        .collect();
+    if !main.is_empty() && finished.len() == main.len() {
+        return if finished.iter().all(|c| *c == 0) {
+            "Succeeded"
+        } else {
+            "Failed"
+        };
+    }
+    let never_started = main.iter().all(|s| {
+        matches!(s, CtrState::Waiting { reason, .. } if reason == "ContainerCreating"
+            || reason == "CreateContainerConfigError" || reason == "ErrImagePull")
+    });
+    if never_started { "Pending" } else { "Running" }
+}
+
+/// Condition statuses, in the kubelet's order: `(type, status, reason)`.
+pub fn conditions(
+    phase: &str,
+    sandbox_ready: bool,
+    init_done: bool,
+    main_ready: &[bool],
+) -> Vec<(&'static str, bool, &'static str)> {
+    let terminal = matches!(phase, "Succeeded" | "Failed");
+    let all_ready = !main_ready.is_empty() && main_ready.iter().all(|r| *r);
+    let ready_reason = if terminal {
+        "PodCompleted"
+    } else if all_ready {
+        ""
+    } else {
+        "ContainersNotReady"
+    };
+    vec![
+        ("PodReadyToStartContainers", sandbox_ready && !terminal, ""),
+        (
+            "Initialized",
+            init_done,
+            if init_done {
+                ""
+            } else {
+                "ContainersNotInitialized"
+            },
+        ),
+        ("ContainersReady", all_ready && !terminal, ready_reason),
+        ("Ready", all_ready && !terminal, ready_reason),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn term(code: i32) -> CtrState {
+        CtrState::Terminated(Terminated {
+            exit_code: code,
+            reason: if code == 0 { "Completed" } else { "Error" }.into(),
+            started_at: json!("t0"),
+            finished_at: json!("t1"),
+        })
+    }
+
+    fn running() -> CtrState {
+        CtrState::Running {
+            started_at: json!("t0"),
+        }
+    }
+
+    #[test]
+    fn job_pods_end_succeeded_or_failed_by_exit_code() {
+        assert_eq!(
+            pod_phase("Never", true, false, true, &[term(0)]),
+            "Succeeded"
+        );
+        assert_eq!(
+            pod_phase("Never", true, false, true, &[term(0), term(1)]),
+            "Failed"
+        );
+        assert_eq!(
+            pod_phase("OnFailure", true, false, true, &[term(1)]),
+            "Running",
+            "restarts"
+        );
+        assert_eq!(
+            pod_phase("OnFailure", true, false, true, &[term(0)]),
+            "Succeeded"
+        );
+        assert_eq!(
+            pod_phase("Always", true, false, true, &[term(0)]),
+            "Running"
+        );
+        assert_eq!(
+            pod_phase("Never", true, true, false, &[]),
+            "Failed",
+            "init failed"
+        );
+    }
+
+    #[test]
+    fn pending_until_sandbox_init_and_first_start() {
+        let creating = CtrState::waiting("ContainerCreating", "");
+        assert_eq!(
+            pod_phase(
+                "Always",
+                false,
+                false,
+                false,
+                std::slice::from_ref(&creating)
+            ),
+            "Pending"
+        );
+        assert_eq!(
+            pod_phase(
+                "Always",
+                true,
+                false,
+                false,
+                std::slice::from_ref(&creating)
+            ),
+            "Pending"
+        );
+        assert_eq!(
+            pod_phase("Always", true, false, true, &[creating]),
+            "Pending"
+        );
+        assert_eq!(
+            pod_phase("Always", true, false, true, &[running()]),
+            "Running"
+        );
+        let backoff = CtrState::waiting("CrashLoopBackOff", "");
+        assert_eq!(
+            pod_phase("Always", true, false, true, &[backoff]),
+            "Running"
+        );
+    }
+
+    #[test]
+    fn ready_needs_every_container_ready_and_a_live_pod() {
+        let ready = |c: Vec<(&str, bool, &str)>| c.iter().find(|x| x.0 == "Ready").map(|x| x.1);
+        assert_eq!(
+            ready(conditions("Running", true, true, &[true, true])),
+            Some(true)
+        );
+        assert_eq!(
+            ready(conditions("Running", true, true, &[true, false])),
+            Some(false)
+        );
+        assert_eq!(
+            ready(conditions("Succeeded", true, true, &[true])),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn container_status_nulls_the_other_state_variants() {
+        let status = container_status(&CtrView {
+            name: "c".into(),
+            image: "img".into(),
+            state: term(3),
+            last: None,
+            ready: false,
+            started: false,
+            restart_count: 2,
+            container_id: "node-agent://x".into(),
+        });
+        assert_eq!(status["state"]["terminated"]["exitCode"], 3);
+        assert!(status["state"]["running"].is_null() && status["state"].get("running").is_some());
+        assert_eq!(status["restartCount"], 2);
+    }
+}
