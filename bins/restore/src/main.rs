@@ -1,24 +1,323 @@
-//! One-shot restore Job: verifies a backup and force-restores it.
+//! Restore Job: verifies a backup against its manifest, then streams it
+//! into `snapshot-force` on the active node and waits for health.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
+use futures_util::TryStreamExt;
+use job_runtime::connection::parse_duration;
+use job_runtime::{ExitCode, JobError, JobResult, OpenBaoArgs};
+use object_store::path::Path;
+use object_store::{GetOptions, ObjectStoreExt};
+use openbao_client::HealthState;
+use serde_json::json;
+use snapshot_store::layout::{BackupName, cluster_folder, manifest_path};
+use snapshot_store::manifest::{Manifest, compare_versions};
+use snapshot_store::store::DestinationOptions;
+use snapshot_store::verify::{StreamDigest, check, verifying};
+use snapshot_store::{Destination, StoreError};
+use tokio_util::sync::CancellationToken;
+
+const JOB: &str = "restore";
+/// The restore identity's JWT role (policies/jwt-roles.hcl).
+const DEFAULT_ROLE: &str = "openbao-operator-restore";
 
 /// OpenBao restore Job.
 ///
-/// Logs in with the restore JWT role, reads a backup's manifest, refuses a
-/// snapshot whose size or SHA-256 does not match (checked before any byte
-/// reaches OpenBao) or that comes from another cluster or a newer OpenBao,
-/// then streams it into `sys/storage/raft/snapshot-force` on the active node
-/// and waits until the cluster is unsealed and healthy. Its policy can
-/// restore snapshots and nothing else; it cannot read secrets.
+/// Logs in with the restore JWT role, reads the backup's manifest and
+/// verifies the snapshot's size and SHA-256 against it before a single
+/// byte reaches OpenBao; refuses a backup of another cluster or of a newer
+/// OpenBao version unless told otherwise. Then streams the snapshot (the
+/// same object version it verified) into sys/storage/raft/snapshot-force on
+/// the active node, checking it again on the way, and waits until the
+/// cluster is unsealed and active. A restore replaces all data, policies and
+/// tokens of the cluster with the backup's; the cluster must use the seal
+/// the backup was taken with.
 ///
-/// Status: not implemented yet; running it exits with an error.
+/// By hand:
+///   OPENBAO_ADDR=https://127.0.0.1:8200 OPENBAO_CACERT=ca.pem \
+///   restore --auth token --token-file ~/.bao-token \
+///     --destination file:///tmp/backups --namespace dev --cluster local --latest
+///
+/// The last stdout line is `OPENBAO_OPERATOR_RESULT {json}`.
 #[derive(Parser, Debug)]
-#[command(version)]
-struct Args {}
+#[command(version, after_help = ExitCode::help_table())]
+struct Args {
+    #[command(flatten)]
+    openbao: OpenBaoArgs,
+    /// Where backups are: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///dir.
+    #[arg(long, env = "RESTORE_SOURCE")]
+    destination: String,
+    /// Namespace of the OpenBaoCluster being restored.
+    #[arg(long, env = "RESTORE_NAMESPACE")]
+    namespace: String,
+    /// Name of the OpenBaoCluster being restored.
+    #[arg(long, env = "RESTORE_CLUSTER")]
+    cluster: String,
+    /// Backup to restore, as `<UTC timestamp>-<id>` (the file name without extension).
+    #[arg(
+        long,
+        env = "RESTORE_BACKUP",
+        conflicts_with = "latest",
+        required_unless_present = "latest"
+    )]
+    backup: Option<String>,
+    /// Restore the newest backup that has a manifest.
+    #[arg(long, env = "RESTORE_LATEST")]
+    latest: bool,
+    /// Take backups from another cluster's folder (`--from-namespace/--from-cluster`) or accept another OpenBao cluster id.
+    #[arg(long, env = "RESTORE_ALLOW_OTHER_CLUSTER")]
+    allow_other_cluster: bool,
+    /// Namespace whose backups to read (defaults to --namespace).
+    #[arg(long, env = "RESTORE_FROM_NAMESPACE")]
+    from_namespace: Option<String>,
+    /// Cluster whose backups to read (defaults to --cluster).
+    #[arg(long, env = "RESTORE_FROM_CLUSTER")]
+    from_cluster: Option<String>,
+    /// Accept a snapshot taken by a newer OpenBao than the target runs (known to leave nodes stuck).
+    #[arg(long, env = "RESTORE_ALLOW_NEWER_VERSION")]
+    allow_newer_version: bool,
+    #[arg(long, env = "RESTORE_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    #[arg(long, env = "RESTORE_GCS_ENDPOINT")]
+    gcs_endpoint: Option<String>,
+    /// The source is a local emulator: unsigned requests, no credential lookup.
+    #[arg(long, env = "RESTORE_STORAGE_EMULATOR")]
+    storage_emulator: bool,
+    /// How long to wait for the cluster to be active again after the restore.
+    #[arg(long, env = "RESTORE_WAIT_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    wait_timeout: Duration,
+    /// Also write the result JSON here (Kubernetes reads /dev/termination-log).
+    #[arg(long, env = "RESTORE_RESULT_FILE")]
+    result_file: Option<PathBuf>,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _args = Args::parse();
-    anyhow::bail!(
-        "restore is not implemented yet; this build only documents its interface (see --help)"
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args: Args = job_runtime::parse_args(JOB);
+    job_runtime::logging::init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), job = JOB, cluster = %args.cluster, namespace = %args.namespace, "starting");
+    let stop = job_runtime::shutdown::on_signal();
+    let (result, code) = match run(&args, &stop).await {
+        Ok(details) => (
+            JobResult::success(JOB, "restore completed", details),
+            ExitCode::Success,
+        ),
+        Err(error) => {
+            tracing::error!(code = error.code.code(), reason = error.code.reason(), error = %error.message, "restore failed");
+            (
+                JobResult::failure(JOB, &error, serde_json::Value::Null),
+                error.code,
+            )
+        }
+    };
+    result.emit(args.result_file.as_deref());
+    code.into()
+}
+
+fn verification(message: impl Into<String>) -> JobError {
+    JobError::new(ExitCode::Verification, message)
+}
+
+fn storage(error: StoreError) -> JobError {
+    JobError::new(
+        ExitCode::Storage,
+        format!("{error}; check the source and its credentials"),
     )
+}
+
+async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value, JobError> {
+    let source = Destination::open(
+        &args.destination,
+        &DestinationOptions {
+            s3_endpoint: args.s3_endpoint.clone(),
+            gcs_endpoint: args.gcs_endpoint.clone(),
+            emulator: args.storage_emulator,
+        },
+    )
+    .map_err(|e| JobError::new(ExitCode::Config, e.to_string()))?;
+    let from_namespace = args.from_namespace.as_deref().unwrap_or(&args.namespace);
+    let from_cluster = args.from_cluster.as_deref().unwrap_or(&args.cluster);
+    if (from_namespace, from_cluster) != (args.namespace.as_str(), args.cluster.as_str())
+        && !args.allow_other_cluster
+    {
+        return Err(JobError::new(
+            ExitCode::Config,
+            "--from-namespace/--from-cluster name another cluster's backups; add --allow-other-cluster to restore them here",
+        ));
+    }
+    let folder = cluster_folder(&source.prefix, from_namespace, from_cluster);
+
+    // 1. The manifest: without one there is no backup.
+    let name = match (&args.backup, args.latest) {
+        (Some(name), _) => BackupName::parse(&format!("{name}.json"))
+            .map(|(n, _)| n)
+            .ok_or_else(|| JobError::new(ExitCode::Config, format!("--backup {name:?} is not <UTC timestamp>-<id>, e.g. 20261125T210000Z-1a2b3c4d5e6f")))?,
+        (None, _) => {
+            let (good, _) = source.list_backups(&folder).await.map_err(storage)?;
+            good.last()
+                .map(|b| b.name.clone())
+                .ok_or_else(|| verification(format!("no backup with a manifest under {folder}; nothing to restore")))?
+        }
+    };
+    let manifest_object = manifest_path(&folder, &name);
+    let manifest = match source.read_manifest(&manifest_object).await {
+        Ok(manifest) => manifest,
+        Err(e) if e.is_not_found() => {
+            return Err(verification(format!(
+                "manifest {manifest_object} is missing; a snapshot without a manifest is not a complete backup and is never restored"
+            )));
+        }
+        Err(e @ StoreError::BadManifest { .. }) => return Err(verification(e.to_string())),
+        Err(e) => return Err(storage(e)),
+    };
+
+    // 2. The target, and whether this backup belongs on it.
+    let node = args.openbao.connect(DEFAULT_ROLE).await?;
+    check_target(args, &manifest, &node.health.body)?;
+
+    // 3. Verify every byte before any reaches OpenBao; remember the version read.
+    let snapshot_object = Path::from(manifest.snapshot.as_str());
+    let verified_etag = verify_object(&source, &snapshot_object, &manifest, stop).await?;
+
+    // 4. Stream the same object version into snapshot-force, checking again.
+    let options = GetOptions {
+        if_match: verified_etag,
+        ..Default::default()
+    };
+    let body = source
+        .store
+        .get_opts(&snapshot_object, options)
+        .await
+        .map_err(|e| storage(StoreError::object("get", &snapshot_object, e)))?
+        .into_stream();
+    let checked = verifying(body, manifest.size, manifest.sha256.clone());
+    tracing::info!(address = %node.address, snapshot = %snapshot_object, size = manifest.size, "restoring");
+    let started = Instant::now();
+    tokio::select! {
+        result = node.client.snapshot_force(checked) => result
+            .map_err(|e| JobError::from_openbao(ExitCode::Snapshot, "snapshot-force", e))?,
+        _ = stop.cancelled() => return Err(JobError::new(ExitCode::Interrupted, "stopped by a signal during the upload; OpenBao only applies a complete snapshot, so the cluster is unchanged")),
+    }
+
+    // 5. The restored cluster must come back active and unsealed.
+    let raft_index = wait_active(&node.client, args.wait_timeout).await?;
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        ?raft_index,
+        "restore applied"
+    );
+    Ok(json!({
+        "manifest": manifest_object.to_string(),
+        "snapshot": manifest.snapshot,
+        "size": manifest.size,
+        "sha256": manifest.sha256,
+        "backupOpenbaoVersion": manifest.openbao_version,
+        "backupRaftIndex": manifest.raft_index,
+        "restoredRaftIndex": raft_index,
+    }))
+}
+
+/// Refuses a backup of another cluster or a newer OpenBao, unless allowed.
+fn check_target(
+    args: &Args,
+    manifest: &Manifest,
+    target: &openbao_client::sys::HealthBody,
+) -> Result<(), JobError> {
+    let from = (
+        args.from_namespace.as_deref().unwrap_or(&args.namespace),
+        args.from_cluster.as_deref().unwrap_or(&args.cluster),
+    );
+    if (manifest.namespace.as_str(), manifest.cluster.as_str()) != from {
+        return Err(verification(format!(
+            "the manifest says this backup is of {}/{}, not {}/{}; it was moved or renamed",
+            manifest.namespace, manifest.cluster, from.0, from.1
+        )));
+    }
+    if let (Some(backup_id), Some(target_id)) = (&manifest.cluster_id, &target.cluster_id)
+        && backup_id != target_id
+        && !args.allow_other_cluster
+    {
+        return Err(verification(format!(
+            "the backup was taken from OpenBao cluster {backup_id} but the target is cluster {target_id}; add --allow-other-cluster to restore it anyway (the target must then use the backup's seal)"
+        )));
+    }
+    if compare_versions(&manifest.openbao_version, &target.version)
+        == Some(std::cmp::Ordering::Greater)
+        && !args.allow_newer_version
+    {
+        return Err(verification(format!(
+            "the backup was taken by OpenBao {} but the target runs {}; restoring a newer snapshot onto an older server leaves it stuck. Upgrade the target first, or add --allow-newer-version",
+            manifest.openbao_version, target.version
+        )));
+    }
+    Ok(())
+}
+
+/// Reads the whole object, checking size and SHA-256; returns its ETag so
+/// the restore reads the very same version.
+async fn verify_object(
+    source: &Destination,
+    object: &Path,
+    manifest: &Manifest,
+    stop: &CancellationToken,
+) -> Result<Option<String>, JobError> {
+    let result = match source.store.get(object).await {
+        Ok(result) => result,
+        Err(object_store::Error::NotFound { .. }) => {
+            return Err(verification(format!(
+                "snapshot {object} named by the manifest is missing"
+            )));
+        }
+        Err(e) => return Err(storage(StoreError::object("get", object, e))),
+    };
+    let etag = result.meta.e_tag.clone();
+    let mut stream = result.into_stream();
+    let mut digest = StreamDigest::default();
+    loop {
+        let chunk = tokio::select! {
+            chunk = stream.try_next() => chunk.map_err(|e| storage(StoreError::object("read", object, e)))?,
+            _ = stop.cancelled() => return Err(JobError::new(ExitCode::Interrupted, "stopped by a signal while verifying; nothing was sent to OpenBao")),
+        };
+        let Some(chunk) = chunk else { break };
+        digest.update(&chunk);
+        if digest.size() > manifest.size {
+            break;
+        }
+    }
+    check(digest, manifest.size, &manifest.sha256)
+        .map_err(|m| verification(format!("{m}; refusing to restore {object}")))?;
+    Ok(etag)
+}
+
+/// Polls health (no token needed: the restore replaced the tokens) until
+/// the node is active and unsealed; returns the Raft index it reports.
+async fn wait_active(
+    client: &openbao_client::Client,
+    timeout: Duration,
+) -> Result<Option<u64>, JobError> {
+    let anonymous = client.without_token();
+    let deadline = Instant::now() + timeout;
+    let mut last;
+    loop {
+        match anonymous.health().await {
+            Ok(health) if health.state == HealthState::Active && !health.body.sealed => {
+                let leader = anonymous.leader().await.ok();
+                return Ok(leader.and_then(|l| l.raft_committed_index));
+            }
+            Ok(health) => last = format!("{:?}", health.state),
+            Err(e) => last = e.to_string(),
+        }
+        if Instant::now() >= deadline {
+            return Err(JobError::new(
+                ExitCode::Snapshot,
+                format!(
+                    "the cluster did not become active within {timeout:?} after the restore (last: {last}); if it is sealed, it needs the seal key of the cluster the backup came from"
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

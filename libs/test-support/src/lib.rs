@@ -10,13 +10,17 @@
 //! The binaries come from `ci/install-test-env.sh`. This crate is a
 //! dev-dependency only; it uses `anyhow` because its callers are tests.
 
+pub mod azure;
 pub mod control_plane;
+pub mod gcs;
 pub mod identities;
+pub mod jobs;
 pub mod net;
 pub mod node_agent;
 pub mod openbao;
 pub mod pki;
 pub mod process;
+pub mod proxy;
 pub mod s3;
 pub mod tools;
 pub mod wait;

@@ -90,6 +90,16 @@ impl S3Server {
         self.process.pid()
     }
 
+    /// The folder holding the buckets (the POSIX backend's root).
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL), as an outage would.
+    pub fn stop(&mut self) {
+        self.process.stop(Duration::from_secs(5));
+    }
+
     async fn wait_listening(&mut self) -> anyhow::Result<()> {
         let addr = self.endpoint.trim_start_matches("http://").to_owned();
         let process = &mut self.process;

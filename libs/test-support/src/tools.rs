@@ -70,3 +70,39 @@ pub fn versitygw() -> anyhow::Result<PathBuf> {
         "bin/versitygw",
     )
 }
+
+pub fn fake_gcs_server() -> anyhow::Result<PathBuf> {
+    installed(
+        format!("fake-gcs-server-{}", pinned("FAKE_GCS_SERVER_VERSION")),
+        "bin/fake-gcs-server",
+    )
+}
+
+/// The folder holding Azurite and the Azure Storage SDK (`node_modules`).
+pub fn azurite_dir() -> anyhow::Result<PathBuf> {
+    let folder = format!(
+        "azurite-{}-sdk-{}",
+        pinned("AZURITE_VERSION"),
+        pinned("AZURE_STORAGE_BLOB_VERSION")
+    );
+    installed(folder.clone(), "node_modules/.bin/azurite-blob")?;
+    Ok(cache_dir().join(folder))
+}
+
+/// A binary of this workspace, built next to the running test
+/// (`target/<profile>/<name>`). `cargo nextest run --workspace` and
+/// `cargo build --workspace` build them all.
+pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .ok_or_else(|| anyhow::anyhow!("cannot locate the target folder from {}", exe.display()))?;
+    let path = profile_dir.join(name);
+    anyhow::ensure!(
+        path.is_file(),
+        "{} is missing; build it with `cargo build -p {name}` (or run the tests with `cargo nextest run --workspace`)",
+        path.display()
+    );
+    Ok(path)
+}

@@ -1,0 +1,220 @@
+//! Object stores from a destination URL, with credentials from each
+//! provider's standard chain (environment, web/workload identity, instance
+//! metadata) and never from the URL or the command line.
+
+use std::sync::Arc;
+
+use futures_util::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::layout::{BackupName, MANIFEST_EXT, SNAPSHOT_EXT, manifest_path};
+use crate::manifest::Manifest;
+use crate::retention::Listed;
+
+/// Failures of the storage side.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("destination {url:?} is not usable: {reason}")]
+    Destination { url: String, reason: String },
+    #[error("object storage failed ({op} {path}): {source}")]
+    Object {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error(
+        "manifest {path} is not valid JSON of the expected shape: {reason}; it was not written by this tool or is damaged"
+    )]
+    BadManifest { path: String, reason: String },
+}
+
+impl StoreError {
+    pub fn object(op: &'static str, path: &Path, source: object_store::Error) -> Self {
+        StoreError::Object {
+            op,
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    /// The object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Object {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }
+        )
+    }
+}
+
+/// A snapshot object without a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub path: Path,
+    pub modified: jiff::Timestamp,
+}
+
+/// Endpoint overrides, for S3-compatible servers and emulators.
+#[derive(Debug, Clone, Default)]
+pub struct DestinationOptions {
+    /// S3-compatible endpoint (e.g. a MinIO or versitygw URL).
+    pub s3_endpoint: Option<String>,
+    /// GCS endpoint (e.g. an emulator URL).
+    pub gcs_endpoint: Option<String>,
+    /// Talk to a local emulator: send unsigned requests and look up no
+    /// credentials at all (in particular, never ask an instance metadata
+    /// server, which only exists in a cloud).
+    pub emulator: bool,
+}
+
+/// An opened destination: the store and the prefix inside it.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub store: Arc<dyn ObjectStore>,
+    pub prefix: Path,
+    /// The URL it was opened from (holds no credentials).
+    pub url: String,
+}
+
+impl Destination {
+    /// Opens `s3://bucket/prefix`, `gs://bucket/prefix`,
+    /// `az://container/prefix` or `file:///dir/prefix`.
+    pub fn open(url: &str, options: &DestinationOptions) -> Result<Self, StoreError> {
+        let bad = |reason: String| StoreError::Destination {
+            url: url.to_owned(),
+            reason,
+        };
+        let parsed = url::Url::parse(url).map_err(|e| {
+            bad(format!("{e}; use s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///dir"))
+        })?;
+        let prefix = Path::from(parsed.path().trim_matches('/'));
+        let store: Arc<dyn ObjectStore> = match parsed.scheme() {
+            "s3" => {
+                let mut builder = AmazonS3Builder::from_env().with_url(url);
+                if let Some(endpoint) = &options.s3_endpoint {
+                    builder = builder
+                        .with_endpoint(endpoint)
+                        .with_allow_http(endpoint.starts_with("http://"))
+                        .with_virtual_hosted_style_request(false);
+                }
+                if options.emulator {
+                    builder = builder.with_skip_signature(true);
+                }
+                Arc::new(builder.build().map_err(|e| bad(e.to_string()))?)
+            }
+            "gs" => {
+                let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url);
+                if let Some(endpoint) = &options.gcs_endpoint {
+                    builder = builder.with_base_url(endpoint);
+                }
+                if options.emulator {
+                    // A static placeholder credential: without one the client
+                    // would fall back to the instance metadata server.
+                    builder = builder
+                        .with_skip_signature(true)
+                        .with_bearer_token("emulator");
+                }
+                Arc::new(builder.build().map_err(|e| bad(e.to_string()))?)
+            }
+            "az" | "azure" | "abfs" | "abfss" => {
+                let builder = MicrosoftAzureBuilder::from_env().with_url(url);
+                Arc::new(builder.build().map_err(|e| bad(e.to_string()))?)
+            }
+            "file" => {
+                let root = parsed
+                    .to_file_path()
+                    .map_err(|()| bad("not an absolute local path".into()))?;
+                std::fs::create_dir_all(&root)
+                    .map_err(|e| bad(format!("cannot create {}: {e}", root.display())))?;
+                let store =
+                    LocalFileSystem::new_with_prefix(&root).map_err(|e| bad(e.to_string()))?;
+                return Ok(Self {
+                    store: Arc::new(store),
+                    prefix: Path::default(),
+                    url: url.to_owned(),
+                });
+            }
+            other => {
+                return Err(bad(format!(
+                    "scheme {other:?} is not supported; use s3, gs, az or file"
+                )));
+            }
+        };
+        Ok(Self {
+            store,
+            prefix,
+            url: url.to_owned(),
+        })
+    }
+
+    /// Reads and parses a manifest.
+    pub async fn read_manifest(&self, path: &Path) -> Result<Manifest, StoreError> {
+        let bytes = self
+            .store
+            .get(path)
+            .await
+            .map_err(|e| StoreError::object("get", path, e))?
+            .bytes()
+            .await
+            .map_err(|e| StoreError::object("read", path, e))?;
+        Manifest::from_json(&bytes).map_err(|e| StoreError::BadManifest {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Every good backup in `folder` (those with a manifest), oldest first,
+    /// and the snapshot objects that have no manifest (debris of failed or
+    /// interrupted backups) with their modification time.
+    pub async fn list_backups(
+        &self,
+        folder: &Path,
+    ) -> Result<(Vec<Listed>, Vec<Orphan>), StoreError> {
+        let objects: Vec<_> = self
+            .store
+            .list(Some(folder))
+            .try_collect()
+            .await
+            .map_err(|e| StoreError::object("list", folder, e))?;
+        let mut manifests = Vec::new();
+        let mut snapshots = Vec::new();
+        for object in &objects {
+            let Some(file) = object.location.filename() else {
+                continue;
+            };
+            match BackupName::parse(file) {
+                Some((name, MANIFEST_EXT)) => manifests.push(name),
+                Some((name, SNAPSHOT_EXT)) => {
+                    snapshots.push((name, object.location.clone(), object.last_modified))
+                }
+                _ => {}
+            }
+        }
+        let mut good = Vec::new();
+        for name in &manifests {
+            let manifest = self.read_manifest(&manifest_path(folder, name)).await?;
+            good.push(Listed {
+                name: name.clone(),
+                finished_at: manifest.finished_at,
+            });
+        }
+        good.sort_by(|a, b| a.name.cmp(&b.name));
+        let orphans = snapshots
+            .into_iter()
+            .filter(|(name, _, _)| !manifests.contains(name))
+            .filter_map(|(_, path, modified)| {
+                let modified = jiff::Timestamp::from_second(modified.timestamp()).ok()?;
+                Some(Orphan { path, modified })
+            })
+            .collect();
+        Ok((good, orphans))
+    }
+}
