@@ -1,6 +1,8 @@
 //! Backup Job: streams a Raft snapshot from the active OpenBao node into
 //! object storage, hashing it on the way, and writes the manifest last.
 
+mod object_lock;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -76,6 +78,17 @@ struct Args {
     /// Keep backups younger than this (e.g. 30d).
     #[arg(long, env = "BACKUP_MAX_AGE", value_parser = parse_duration)]
     max_age: Option<Duration>,
+    /// Make each backup immutable with S3 Object Lock in this mode (s3:// only; the bucket needs Object Lock enabled).
+    #[arg(
+        long,
+        env = "BACKUP_OBJECT_LOCK_MODE",
+        value_enum,
+        requires = "object_lock_days"
+    )]
+    object_lock_mode: Option<object_lock::LockMode>,
+    /// How long Object Lock keeps each backup, in days.
+    #[arg(long, env = "BACKUP_OBJECT_LOCK_DAYS", requires = "object_lock_mode")]
+    object_lock_days: Option<u64>,
     /// Extra attempts after a transient failure (new leader, storage hiccup).
     #[arg(long, env = "BACKUP_RETRIES", default_value_t = 2)]
     retries: u32,
@@ -119,11 +132,32 @@ async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value,
     )
     .map_err(|e| JobError::new(ExitCode::Config, e.to_string()))?;
     let folder = cluster_folder(&destination.prefix, &args.namespace, &args.cluster);
+    let lock = match (args.object_lock_mode, args.object_lock_days) {
+        (Some(mode), Some(days)) => {
+            let bucket = args
+                .destination
+                .strip_prefix("s3://")
+                .and_then(|rest| rest.split('/').next())
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| {
+                    JobError::new(
+                        ExitCode::Config,
+                        "--object-lock-mode needs an s3://bucket/prefix destination",
+                    )
+                })?;
+            let period = Duration::from_secs(days * 86_400);
+            Some(
+                object_lock::ObjectLock::new(bucket, args.s3_endpoint.as_deref(), mode, period)
+                    .await,
+            )
+        }
+        _ => None,
+    };
 
     let mut attempt = 0;
     let manifest = loop {
         attempt += 1;
-        match attempt_backup(args, &destination, &folder, stop).await {
+        match attempt_backup(args, &destination, &folder, lock.as_ref(), stop).await {
             Ok(manifest) => break manifest,
             Err(error) if error.transient && attempt <= args.retries && !stop.is_cancelled() => {
                 let pause = Duration::from_secs(2u64.pow(attempt.min(4)));
@@ -147,6 +181,7 @@ async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value,
         "raftIndex": manifest.raft_index,
         "raftTerm": manifest.raft_term,
         "attempts": attempt,
+        "objectLock": lock.as_ref().map(|_| json!({"mode": format!("{:?}", args.object_lock_mode), "days": args.object_lock_days})),
         "retention": deleted,
     }))
 }
@@ -179,6 +214,7 @@ async fn attempt_backup(
     args: &Args,
     destination: &Destination,
     folder: &object_store::path::Path,
+    lock: Option<&object_lock::ObjectLock>,
     stop: &CancellationToken,
 ) -> Result<Manifest, JobError> {
     let node = args.openbao.connect(DEFAULT_ROLE).await?;
@@ -257,6 +293,14 @@ async fn attempt_backup(
         let _ = destination.store.delete(&snapshot_object).await;
         return Err(interrupted());
     }
+    // Lock the snapshot before the manifest exists, so that a backup that
+    // counts is always an immutable one.
+    if let Some(lock) = lock
+        && let Err(message) = lock.retain(snapshot_object.as_ref()).await
+    {
+        let _ = destination.store.delete(&snapshot_object).await;
+        return Err(JobError::new(ExitCode::Storage, message));
+    }
     // The manifest goes last: only now does the backup count.
     let manifest_object = manifest_path(folder, &name);
     destination
@@ -264,6 +308,12 @@ async fn attempt_backup(
         .put(&manifest_object, PutPayload::from(manifest.to_json()))
         .await
         .map_err(|e| storage(StoreError::object("write manifest", &manifest_object, e)))?;
+    if let Some(lock) = lock
+        && let Err(message) = lock.retain(manifest_object.as_ref()).await
+    {
+        let _ = destination.store.delete(&manifest_object).await;
+        return Err(JobError::new(ExitCode::Storage, message));
+    }
     tracing::info!(
         snapshot = %snapshot_object,
         size,

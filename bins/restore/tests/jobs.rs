@@ -290,7 +290,14 @@ async fn every_destination_kind_backs_up_and_restores() {
     let azure = AzuriteServer::start("backups").await.unwrap();
     let local = tempfile::tempdir().unwrap();
     let local_url = format!("file://{}", local.path().display());
-    let kinds: Vec<(&str, String, Vec<(String, String)>, Vec<(&str, String)>)> = vec![
+    // (kind, destination URL, storage environment, extra flags)
+    type Case<'a> = (
+        &'a str,
+        String,
+        Vec<(String, String)>,
+        Vec<(&'a str, String)>,
+    );
+    let kinds: Vec<Case> = vec![
         (
             "s3",
             "s3://backups/p".into(),

@@ -6,6 +6,8 @@
 //! - [`S3Server`]: a real S3-compatible server (versitygw) with a bucket.
 //! - [`NodeAgent`]: a kubelet stand-in that runs a control plane's pods as
 //!   local processes, with their own network namespaces and cluster DNS.
+//! - [`openbao_pods`]: OpenBao as a StatefulSet on a control plane, run by a
+//!   [`NodeAgent`], the way an operator deploys it.
 //!
 //! The binaries come from `ci/install-test-env.sh`. This crate is a
 //! dev-dependency only; it uses `anyhow` because its callers are tests.
@@ -18,6 +20,7 @@ pub mod jobs;
 pub mod net;
 pub mod node_agent;
 pub mod openbao;
+pub mod openbao_pods;
 pub mod pki;
 pub mod process;
 pub mod proxy;

@@ -1,31 +1,76 @@
-//! The README's run command comes up and leaves a working environment file.
+//! The README's run command brings up OpenBao as pods on the local control
+//! plane, says how to connect, prints no secret, and removes everything when
+//! it exits.
 
 // A test fails loudly on any unexpected error.
 #![allow(clippy::unwrap_used)]
 
+use std::path::Path;
 use std::process::Command;
+use std::time::Instant;
 
 #[test]
-fn devenv_comes_up_and_prints_how_to_connect() {
+fn devenv_runs_openbao_pods_that_form_a_raft_cluster_and_prints_how_to_connect() {
+    let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_devenv"))
-        .args(["--exit-when-ready", "--nodes", "1"])
+        .arg("--exit-when-ready")
+        // The test checks that the files go away.
+        .env_remove("KEEP_TEST_ENV")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "devenv failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
+        "devenv failed:\n{stdout}\n{stderr}"
     );
+    eprintln!("devenv came up and went down in {:?}", started.elapsed());
     assert!(
         stdout.contains("installed CRD openbaoclusters.openbao.org"),
         "{stdout}"
     );
-    assert!(stdout.contains("Raft voters: node-0"), "{stdout}");
-    assert!(stdout.contains("source "), "{stdout}");
+    // Three pods of the StatefulSet passed their readiness probe (initialised
+    // and unsealed) and autopilot counts each as a healthy voter.
+    assert!(
+        stdout.contains("Pods ready: openbao-0, openbao-1, openbao-2\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Raft voters: openbao-0, openbao-1, openbao-2\n"),
+        "{stdout}"
+    );
+    let active = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Active: "))
+        .unwrap_or_else(|| panic!("no active pod line:\n{stdout}"));
+    assert!(
+        active.starts_with("openbao-") && active.contains("https://10.244."),
+        "the active pod by name and by its address on the agent's bridge: {active}"
+    );
+
+    // The environment file and the agent's pod folders were real, and are
+    // gone once devenv has exited.
+    let env_file = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("source "))
+        .unwrap_or_else(|| panic!("no `source` line:\n{stdout}"));
+    assert!(env_file.ends_with("/env.sh"), "{env_file}");
+    assert!(!Path::new(env_file).exists(), "{env_file} left behind");
+    let pod_logs = stdout
+        .lines()
+        .find_map(|l| {
+            l.split_whitespace()
+                .last()
+                .filter(|w| w.ends_with("/pods/*/logs/"))
+        })
+        .unwrap_or_else(|| panic!("no pod log hint:\n{stdout}"));
+    let agent_dir = pod_logs.trim_end_matches("/pods/*/logs/");
+    assert!(!Path::new(agent_dir).exists(), "{agent_dir} left behind");
+
     // The setup token stays in its 0600 file; it is never printed.
     let leaked: Vec<_> = stdout
         .split_whitespace()
+        .chain(stderr.split_whitespace())
         .filter(|w| looks_like_token(w))
         .collect();
     assert!(
@@ -36,7 +81,15 @@ fn devenv_comes_up_and_prints_how_to_connect() {
 
 /// OpenBao service tokens look like `s.` followed by 24 alphanumerics.
 fn looks_like_token(word: &str) -> bool {
+    let word = word.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '.');
     word.strip_prefix("s.")
         .or_else(|| word.strip_prefix("hvs."))
         .is_some_and(|rest| rest.len() >= 20 && rest.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+#[test]
+fn token_detector_sees_tokens_in_punctuation() {
+    assert!(looks_like_token("\"s.AbCdEfGhIjKlMnOpQrStUvWx\","));
+    assert!(looks_like_token("hvs.AbCdEfGhIjKlMnOpQrStUvWx"));
+    assert!(!looks_like_token("openbao-0.openbao.default.svc"));
 }

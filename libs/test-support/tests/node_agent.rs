@@ -12,15 +12,14 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+    ConfigMap, Endpoints, PersistentVolumeClaim, Pod, Secret, Service,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::Resource;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use test_support::pki::TestCa;
+use test_support::openbao_pods::{OpenBaoPodsOptions, deploy_openbao};
 use test_support::process::pid_alive;
 use test_support::wait::{poll_until, poll_until_ok};
 use test_support::{ControlPlane, NodeAgent, NodeAgentOptions};
@@ -527,251 +526,33 @@ async fn dropping_the_agent_leaves_no_process_namespace_mount_or_file() {
     assert!(!dir.exists(), "agent folder removed");
 }
 
-const BAO_CONFIG: &str = r#"
-ui = false
-listener "tcp" {
-  address         = "0.0.0.0:8200"
-  cluster_address = "0.0.0.0:8201"
-  tls_cert_file   = "/openbao/tls/tls.crt"
-  tls_key_file    = "/openbao/tls/tls.key"
-}
-seal "static" {
-  current_key_id = "test-static-1"
-  current_key    = "file:///openbao/seal/key"
-}
-storage "raft" {
-  path = "/openbao/data"
-  retry_join {
-    auto_join             = "provider=k8s label_selector=\"app.kubernetes.io/name=openbao\" namespace=\"default\""
-    auto_join_scheme      = "https"
-    leader_ca_cert_file   = "/openbao/tls/ca.crt"
-    leader_tls_servername = "openbao"
-  }
-}
-service_registration "kubernetes" {}
-"#;
-
-fn random_key() -> Vec<u8> {
-    use std::io::Read;
-    let mut key = vec![0; 32];
-    std::fs::File::open("/dev/urandom")
-        .unwrap()
-        .read_exact(&mut key)
-        .unwrap();
-    key
-}
-
-async fn openbao_statefulset(client: &kube::Client, ca: &TestCa) {
-    let labels = json!({"app.kubernetes.io/name": "openbao"});
-    let cert = ca
-        .issue(
-            "openbao",
-            None,
-            &[
-                "openbao",
-                "*.openbao-internal",
-                "*.openbao-internal.default.svc",
-                "*.openbao-internal.default.svc.cluster.local",
-            ],
-        )
-        .unwrap();
-    create::<Secret>(
-        client,
-        json!({"metadata": {"name": "openbao-tls"}, "stringData": {
-        "tls.crt": cert.cert_pem, "tls.key": cert.key_pem, "ca.crt": ca.cert_pem()}}),
-    )
-    .await;
-    let key = k8s_openapi::ByteString(random_key());
-    create::<Secret>(
-        client,
-        json!({"metadata": {"name": "openbao-seal"}, "data": {"key": key}}),
-    )
-    .await;
-    create::<ConfigMap>(
-        client,
-        json!({"metadata": {"name": "openbao-config"},
-        "data": {"config.hcl": BAO_CONFIG}}),
-    )
-    .await;
-    create::<ServiceAccount>(client, json!({"metadata": {"name": "openbao"}})).await;
-    // What auto-join (list pods) and service registration (label its pod) need.
-    create::<Role>(client, json!({"metadata": {"name": "openbao"}, "rules": [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "update", "patch"]}]})).await;
-    create::<RoleBinding>(
-        client,
-        json!({"metadata": {"name": "openbao"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "openbao"},
-        "subjects": [{"kind": "ServiceAccount", "name": "openbao", "namespace": NS}]}),
-    )
-    .await;
-    create::<Service>(
-        client,
-        json!({"metadata": {"name": "openbao-internal"}, "spec": {
-        "clusterIP": "None", "publishNotReadyAddresses": true, "selector": labels,
-        "ports": [{"name": "api", "port": 8200}, {"name": "cluster", "port": 8201}]}}),
-    )
-    .await;
-    let field = |path: &str| json!({"fieldRef": {"fieldPath": path}});
-    create::<StatefulSet>(client, json!({
-        "metadata": {"name": "openbao"},
-        "spec": {
-            "serviceName": "openbao-internal", "replicas": 3, "podManagementPolicy": "Parallel",
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {
-                "serviceAccountName": "openbao",
-                "terminationGracePeriodSeconds": 10,
-                "containers": [{
-                    "name": "openbao", "image": BAO_IMAGE,
-                    "args": ["server", "-config=/openbao/config/config.hcl"],
-                    "env": [
-                        {"name": "POD_IP", "valueFrom": field("status.podIP")},
-                        {"name": "POD_NAME", "valueFrom": field("metadata.name")},
-                        {"name": "BAO_K8S_POD_NAME", "valueFrom": field("metadata.name")},
-                        {"name": "BAO_K8S_NAMESPACE", "valueFrom": field("metadata.namespace")},
-                        {"name": "BAO_API_ADDR", "value": "https://$(POD_IP):8200"},
-                        {"name": "BAO_CLUSTER_ADDR", "value": "https://$(POD_NAME).openbao-internal:8201"},
-                    ],
-                    "ports": [{"name": "api", "containerPort": 8200}, {"name": "cluster", "containerPort": 8201}],
-                    "readinessProbe": {"httpGet": {"scheme": "HTTPS", "port": "api",
-                        "path": "/v1/sys/health?standbyok=true&sealedcode=204&uninitcode=204"},
-                        "periodSeconds": 2, "failureThreshold": 2},
-                    "livenessProbe": {"tcpSocket": {"port": "api"}, "initialDelaySeconds": 5,
-                        "periodSeconds": 5, "failureThreshold": 6},
-                    "volumeMounts": [
-                        {"name": "config", "mountPath": "/openbao/config"},
-                        {"name": "tls", "mountPath": "/openbao/tls", "readOnly": true},
-                        {"name": "seal", "mountPath": "/openbao/seal", "readOnly": true},
-                        {"name": "data", "mountPath": "/openbao/data"},
-                    ],
-                }],
-                "volumes": [
-                    {"name": "config", "configMap": {"name": "openbao-config"}},
-                    {"name": "tls", "secret": {"secretName": "openbao-tls"}},
-                    {"name": "seal", "secret": {"secretName": "openbao-seal"}},
-                ],
-            }},
-            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
-                "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
-        },
-    })).await;
-}
-
-/// Talks to one OpenBao pod by its DNS name, as the controller will.
-struct Bao {
-    http: reqwest::Client,
-    token: String,
-}
-
-impl Bao {
-    async fn call(
-        &self,
-        pod: &str,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<(u16, Value)> {
-        let url = format!("https://{pod}.openbao-internal.{NS}.svc:8200/v1/{path}");
-        let mut request = self.http.request(method, &url);
-        if !self.token.is_empty() {
-            request = request.header("X-Vault-Token", &self.token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
-        let status = response.status().as_u16();
-        let text = response.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
-    }
-
-    /// Raft server ids once autopilot reports `count` healthy voters.
-    async fn voters(&self, count: usize) -> Vec<String> {
-        poll_until_ok(
-            Duration::from_secs(180),
-            &format!("{count} healthy voters"),
-            || async {
-                let (status, body) = self
-                    .call(
-                        "openbao-0",
-                        reqwest::Method::GET,
-                        "sys/storage/raft/autopilot/state",
-                        None,
-                    )
-                    .await?;
-                anyhow::ensure!(status == 200, "autopilot state: {status} {body}");
-                let mut voters: Vec<String> = body["data"]["voters"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect();
-                voters.sort();
-                let healthy = body["data"]["healthy"] == Value::Bool(true);
-                Ok((voters.len() == count && healthy).then_some(voters))
-            },
-        )
-        .await
-        .unwrap()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openbao_statefulset_forms_a_raft_cluster_with_kubernetes_auto_join() {
     let (_plane, agent, client) = start().await;
-    let ca = TestCa::new("node agent test OpenBao").unwrap();
-    openbao_statefulset(&client, &ca).await;
-    let mut bao = Bao {
-        http: reqwest::Client::builder()
-            .dns_resolver(agent.resolver())
-            .tls_certs_only([reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap()])
-            .timeout(Duration::from_secs(10))
-            .no_proxy()
-            .build()
-            .unwrap(),
-        token: String::new(),
+    let options = OpenBaoPodsOptions {
+        version: "2.7.2".into(),
+        ..OpenBaoPodsOptions::default()
     };
-    for pod in ["openbao-0", "openbao-1", "openbao-2"] {
-        wait_pod_ready(&client, pod, true).await;
-    }
+    let mut bao = deploy_openbao(&client, &agent, options.clone())
+        .await
+        .unwrap();
 
     // Initialise the first pod; the others find it through the Kubernetes
-    // API (auto-join lists ready pods by label) and join.
-    let (status, body) = bao
-        .call(
-            "openbao-0",
-            reqwest::Method::PUT,
-            "sys/init",
-            Some(json!({"recovery_shares": 1, "recovery_threshold": 1})),
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200, "sys/init: {body}");
-    bao.token = body["root_token"].as_str().unwrap().to_owned();
-    poll_until(Duration::from_secs(60), "openbao-0 active", || async {
-        Ok(bao
-            .call("openbao-0", reqwest::Method::GET, "sys/health", None)
-            .await
-            .is_ok_and(|(s, _)| s == 200))
-    })
-    .await
-    .unwrap();
-    let (status, body) = bao
-        .call(
-            "openbao-0",
-            reqwest::Method::POST,
-            "sys/storage/raft/autopilot/configuration",
-            Some(json!({"server_stabilization_time": "2s"})),
-        )
-        .await
-        .unwrap();
-    assert!(status < 300, "autopilot configuration: {status} {body}");
-    let voters = bao.voters(3).await;
+    // API (auto-join lists the cluster's Ready pods by label) and join.
+    bao.initialize().await.unwrap();
+    let voters = bao.wait_voters(3).await.unwrap();
+    assert_eq!(voters, ["openbao-0", "openbao-1", "openbao-2"]);
+    assert_eq!(
+        bao.wait_pods_ready().await.unwrap().len(),
+        3,
+        "the readiness probe passes once each pod is unsealed"
+    );
 
     // Service registration labels the pods through the API server.
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     poll_until(Duration::from_secs(60), "openbao-active labels", || async {
         let list = pods
-            .list(&ListParams::default().labels("app.kubernetes.io/name=openbao"))
+            .list(&ListParams::default().labels(&options.pod_selector()))
             .await?;
         let label = |p: &Pod, k: &str| p.metadata.labels.as_ref().and_then(|l| l.get(k).cloned());
         let active = list
@@ -790,7 +571,7 @@ async fn openbao_statefulset_forms_a_raft_cluster_with_kubernetes_auto_join() {
     .unwrap();
 
     // Deleting a pod: the StatefulSet recreates it with the same claim, so
-    // it comes back with its Raft identity (kept in the data folder).
+    // it comes back with its Raft data and does not join again.
     let old = pods.get("openbao-1").await.unwrap();
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
     let claim_uid = claims.get("data-openbao-1").await.unwrap().metadata.uid;
@@ -813,9 +594,24 @@ async fn openbao_statefulset_forms_a_raft_cluster_with_kubernetes_auto_join() {
         claim_uid
     );
     assert_eq!(
-        bao.voters(3).await,
+        bao.wait_voters(3).await.unwrap(),
         voters,
         "the same three Raft servers, none new"
+    );
+    let joined = "successfully joined the raft cluster";
+    assert!(
+        agent
+            .previous_logs(NS, "openbao-1", "openbao")
+            .unwrap()
+            .contains(joined),
+        "the first openbao-1 joined"
+    );
+    assert!(
+        !agent
+            .logs(NS, "openbao-1", "openbao")
+            .unwrap()
+            .contains(joined),
+        "the second openbao-1 started from its kept Raft data"
     );
     let (status, _) = bao
         .call("openbao-1", reqwest::Method::GET, "sys/health", None)

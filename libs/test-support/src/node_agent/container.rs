@@ -39,14 +39,16 @@ use nix::unistd::Pid;
 use tokio::sync::watch;
 
 /// Builds the container root, then execs the command in it. Positional
-/// arguments: root, working dir, mount count, 4 words per mount (kind,
+/// arguments: root, working dir, a marker file created once the root is
+/// built (so the agent reports the container running only then), mount
+/// count, 4 words per mount (kind,
 /// source, target, ro|rw), `--`, argv. Environment: the container's own;
 /// the script uses a fixed PATH for its tools and restores the container's
 /// before exec.
 const ROOT_SCRIPT: &str = r#"set -eu
 ctr_path=${PATH:-}
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
-root=$1; wd=$2; n=$3; shift 3
+root=$1; wd=$2; marker=$3; n=$4; shift 4
 mount -t tmpfs -o mode=0755 node-agent-root "$root"
 while [ "$n" -gt 0 ]; do
   kind=$1; src=$2; dst=$root$3; mode=$4; shift 4; n=$((n - 1))
@@ -61,6 +63,7 @@ done
 shift
 mkdir -p "$root$wd"
 unshare_bin=$(command -v unshare)
+: > "$marker"
 PATH=$ctr_path
 exec "$unshare_bin" --root="$root" --wd="$wd" -- "$@"
 "#;
@@ -275,6 +278,8 @@ impl ContainerProcess {
         }
         let log = File::create(&launch.log_path)
             .with_context(|| format!("create log file {}", launch.log_path.display()))?;
+        let marker = launch.root_mount_point.with_extension("built");
+        let _ = std::fs::remove_file(&marker);
         let mut command = Command::new("setpriv");
         command
             .args(["--pdeathsig", "KILL", "--", "nsenter", "--target"])
@@ -291,6 +296,7 @@ impl ContainerProcess {
             .args(["--", "/bin/sh", "-c", ROOT_SCRIPT, "sh"])
             .arg(&launch.root_mount_point)
             .arg(&launch.working_dir)
+            .arg(&marker)
             .arg(launch.entries.len().to_string());
         for entry in &launch.entries {
             command.args(entry.words());
@@ -342,6 +348,14 @@ impl ContainerProcess {
                 let _ = tx.send(Some(code));
             })
             .context("spawn a container wait thread")?;
+        // Report the container as started only once its root is built, as
+        // the kubelet does once the runtime started it: a probe or a test
+        // must never see a container whose mounts are not there yet.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !marker.exists() && !exited.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_file(&marker);
         Ok(Self {
             pid,
             exited,

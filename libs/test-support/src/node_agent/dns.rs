@@ -14,11 +14,15 @@
 //!
 //! Pods query a UDP server on the bridge address (their `/etc/resolv.conf`
 //! points there); the test process uses [`ClusterResolver`] with reqwest.
+//! Messages are parsed and encoded with `hickory-proto`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
 
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
@@ -127,63 +131,55 @@ impl DnsTable {
     }
 }
 
+/// TTL of every answer: short, because pods come and go during a test.
+const TTL_SECONDS: u32 = 5;
+
 /// The answer to one DNS query packet, or None if it is not a query we can
 /// parse (the server then stays silent, like for garbage).
 pub fn answer(query: &[u8], table: &DnsTable) -> Option<Vec<u8>> {
-    if query.len() < 12 || query[2] & 0x80 != 0 {
+    let request = Message::from_vec(query).ok()?;
+    if request.metadata.message_type != MessageType::Query || request.queries.len() != 1 {
         return None;
     }
-    let question_count = u16::from_be_bytes([query[4], query[5]]);
-    if question_count != 1 {
-        return None;
+    let question = request.queries.first()?.clone();
+    // Same id and opcode; RD and CD echoed (RFC 6895). This server is the
+    // authority for the cluster domain. RA is set so that resolvers do not
+    // treat an empty answer as a lame referral.
+    let mut response = Message::response(request.metadata.id, request.metadata.op_code);
+    response.metadata.recursion_desired = request.metadata.recursion_desired;
+    response.metadata.checking_disabled = request.metadata.checking_disabled;
+    response.metadata.authoritative = true;
+    response.metadata.recursion_available = true;
+    // A query with an OPT record must get one back (RFC 6891 6.1.1).
+    if request.edns.is_some() {
+        let mut edns = Edns::new();
+        edns.set_max_payload(EDNS_PAYLOAD);
+        response.set_edns(edns);
     }
-    // Question: labels, then type and class.
-    let mut at = 12;
-    let mut labels = Vec::new();
-    loop {
-        let len = *query.get(at)? as usize;
-        at += 1;
-        if len == 0 {
-            break;
-        }
-        if len & 0xC0 != 0 {
-            return None;
-        }
-        labels.push(String::from_utf8_lossy(query.get(at..at + len)?).into_owned());
-        at += len;
-    }
-    let qtype = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
-    let question_end = at + 4;
-    query.get(..question_end)?;
-    let name = labels.join(".");
+    response.add_query(question.clone());
 
-    let found = table.lookup(&name);
-    let addresses = match (&found, qtype) {
-        // A and ANY get addresses; other types of a known name get none.
-        (Some(addrs), 1 | 255) => addrs.clone(),
-        _ => Vec::new(),
-    };
-    let mut out = Vec::with_capacity(question_end + addresses.len() * 16);
-    out.extend_from_slice(&query[0..2]);
-    // QR, same opcode, AA; RD copied; RA set so resolvers do not treat an
-    // empty answer as a lame referral.
-    let opcode_rd = query[2] & 0x79;
-    out.push(0x80 | 0x04 | opcode_rd);
-    let rcode = if found.is_some() { 0 } else { 3 };
-    out.push(0x80 | rcode);
-    out.extend_from_slice(&1u16.to_be_bytes());
-    out.extend_from_slice(&(addresses.len() as u16).to_be_bytes());
-    out.extend_from_slice(&[0, 0, 0, 0]);
-    out.extend_from_slice(&query[12..question_end]);
-    for addr in addresses {
-        out.extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1]);
-        // A short TTL: pods come and go during a test.
-        out.extend_from_slice(&5u32.to_be_bytes());
-        out.extend_from_slice(&4u16.to_be_bytes());
-        out.extend_from_slice(&addr.octets());
+    if request.metadata.op_code != OpCode::Query {
+        response.metadata.response_code = ResponseCode::NotImp;
+        return response.to_vec().ok();
     }
-    Some(out)
+    match table.lookup(&question.name().to_ascii()) {
+        None => response.metadata.response_code = ResponseCode::NXDomain,
+        // A and ANY get addresses; other types of a known name get none
+        // (NODATA: NOERROR with an empty answer section).
+        Some(addresses) => {
+            if matches!(question.query_type(), RecordType::A | RecordType::ANY) {
+                response.add_answers(addresses.into_iter().map(|ip| {
+                    Record::from_rdata(question.name().clone(), TTL_SECONDS, RData::A(A(ip)))
+                }));
+            }
+        }
+    }
+    response.to_vec().ok()
 }
+
+/// UDP payload size advertised to EDNS clients: the size DNS Flag Day 2020
+/// recommends, far above what a few A records of one Service need.
+const EDNS_PAYLOAD: u16 = 1232;
 
 /// Serves `table` over UDP on `addr` until the task is aborted.
 pub async fn serve(socket: tokio::net::UdpSocket, table: DnsTable) {
@@ -249,6 +245,8 @@ impl reqwest::dns::Resolve for ClusterResolver {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::Name;
     use serde_json::json;
 
     fn slice(service: &str, endpoints: serde_json::Value) -> EndpointSlice {
@@ -298,33 +296,84 @@ mod tests {
         assert_eq!(t.lookup("example.com"), None);
     }
 
-    fn query(name: &str, qtype: u16) -> Vec<u8> {
-        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-        for label in name.split('.') {
-            q.push(label.len() as u8);
-            q.extend_from_slice(label.as_bytes());
-        }
-        q.push(0);
-        q.extend_from_slice(&qtype.to_be_bytes());
-        q.extend_from_slice(&1u16.to_be_bytes());
-        q
+    fn query(name: &str, record_type: RecordType) -> Vec<u8> {
+        let mut message = Message::query();
+        message.metadata.id = 0x1234;
+        message.metadata.recursion_desired = true;
+        message.add_query(Query::query(Name::from_ascii(name).unwrap(), record_type));
+        message.to_vec().unwrap()
+    }
+
+    fn ask(name: &str, record_type: RecordType, t: &DnsTable) -> Message {
+        Message::from_vec(&answer(&query(name, record_type), t).unwrap()).unwrap()
+    }
+
+    fn addresses(message: &Message) -> Vec<Ipv4Addr> {
+        message
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
+            .collect()
     }
 
     #[test]
     fn wire_answers_a_records_nodata_and_nxdomain() {
         let t = table();
-        let q = query("bao-0.bao-internal.ns.svc.cluster.local", 1);
-        let a = answer(&q, &t).unwrap();
-        assert_eq!(&a[0..2], &[0x12, 0x34], "same id");
-        assert_eq!(a[3] & 0x0F, 0, "NOERROR");
-        assert_eq!(u16::from_be_bytes([a[6], a[7]]), 1, "one answer");
-        assert_eq!(&a[a.len() - 4..], &[10, 244, 1, 2]);
+        let a = ask("bao-0.bao-internal.ns.svc.cluster.local", RecordType::A, &t);
+        assert_eq!(a.metadata.id, 0x1234, "same id");
+        assert_eq!(a.metadata.message_type, MessageType::Response);
+        assert!(a.metadata.authoritative, "AA");
+        assert!(a.metadata.recursion_desired, "RD echoed");
+        assert_eq!(a.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(a.queries.len(), 1, "question echoed");
+        assert_eq!(addresses(&a), [Ipv4Addr::new(10, 244, 1, 2)]);
+        assert_eq!(a.answers[0].ttl, TTL_SECONDS);
+        assert_eq!(
+            a.answers[0].name.to_ascii(),
+            "bao-0.bao-internal.ns.svc.cluster.local."
+        );
 
-        let aaaa = answer(&query("bao-internal.ns.svc.cluster.local", 28), &t).unwrap();
-        assert_eq!((aaaa[3] & 0x0F, aaaa[7]), (0, 0), "NODATA for AAAA");
+        let aaaa = ask("bao-internal.ns.svc.cluster.local", RecordType::AAAA, &t);
+        assert_eq!(
+            (aaaa.metadata.response_code, aaaa.answers.len()),
+            (ResponseCode::NoError, 0),
+            "NODATA for AAAA"
+        );
 
-        let nx = answer(&query("nope.ns.svc.cluster.local", 1), &t).unwrap();
-        assert_eq!(nx[3] & 0x0F, 3, "NXDOMAIN");
-        assert!(answer(&[1, 2, 3], &t).is_none());
+        let nx = ask("nope.ns.svc.cluster.local", RecordType::A, &t);
+        assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+        assert!(nx.answers.is_empty());
+        let outside = ask("example.com", RecordType::A, &t);
+        assert_eq!(outside.metadata.response_code, ResponseCode::NXDomain);
+
+        assert!(answer(&[1, 2, 3], &t).is_none(), "garbage gets no answer");
+        let mut response = Message::from_vec(&query("empty.ns.svc", RecordType::A)).unwrap();
+        response.metadata.message_type = MessageType::Response;
+        assert!(
+            answer(&response.to_vec().unwrap(), &t).is_none(),
+            "responses are not answered"
+        );
+    }
+
+    #[test]
+    fn edns_queries_get_an_opt_record_back() {
+        let t = table();
+        let mut message = Message::from_vec(&query("empty.ns.svc", RecordType::A)).unwrap();
+        message.set_edns(Edns::new());
+        let reply = Message::from_vec(&answer(&message.to_vec().unwrap(), &t).unwrap()).unwrap();
+        assert_eq!(
+            reply.edns.as_ref().map(Edns::max_payload),
+            Some(EDNS_PAYLOAD)
+        );
+        assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+        assert!(
+            reply.answers.is_empty(),
+            "a Service without ready endpoints"
+        );
+        let plain = ask("empty.ns.svc", RecordType::A, &t);
+        assert!(plain.edns.is_none(), "no OPT record unless asked");
     }
 }
