@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use futures_util::StreamExt;
 use job_runtime::connection::parse_duration;
-use job_runtime::{ExitCode, JobError, JobResult, OpenBaoArgs};
+use job_runtime::{ExitCode, JobError, OpenBaoArgs};
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use serde_json::json;
 use snapshot_store::layout::{BackupName, cluster_folder, manifest_path, snapshot_path};
@@ -100,25 +100,12 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args: Args = job_runtime::parse_args(JOB);
-    job_runtime::logging::init();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), job = JOB, cluster = %args.cluster, namespace = %args.namespace, "starting");
-    let stop = job_runtime::shutdown::on_signal();
-    let (result, code) = match run(&args, &stop).await {
-        Ok(details) => (
-            JobResult::success(JOB, "backup completed", details),
-            ExitCode::Success,
-        ),
-        Err(error) => {
-            tracing::error!(code = error.code.code(), reason = error.code.reason(), error = %error.message, "backup failed");
-            (
-                JobResult::failure(JOB, &error, serde_json::Value::Null),
-                error.code,
-            )
-        }
-    };
-    result.emit(args.result_file.as_deref());
-    code.into()
+    let result_file = args.result_file.clone();
+    job_runtime::run_job(JOB, "backup completed", result_file.as_deref(), |stop| async move {
+        tracing::info!(cluster = %args.cluster, namespace = %args.namespace, "backup of this cluster");
+        run(&args, &stop).await
+    })
+    .await
 }
 
 async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value, JobError> {

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use futures_util::TryStreamExt;
 use job_runtime::connection::parse_duration;
-use job_runtime::{ExitCode, JobError, JobResult, OpenBaoArgs};
+use job_runtime::{ExitCode, JobError, OpenBaoArgs};
 use object_store::path::Path;
 use object_store::{GetOptions, ObjectStoreExt};
 use openbao_client::HealthState;
 use serde_json::json;
-use snapshot_store::layout::{BackupName, cluster_folder, manifest_path};
+use snapshot_store::layout::{BackupName, cluster_folder, manifest_path, snapshot_path};
 use snapshot_store::manifest::{Manifest, compare_versions};
 use snapshot_store::store::DestinationOptions;
 use snapshot_store::verify::{StreamDigest, check, verifying};
@@ -96,25 +96,12 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args: Args = job_runtime::parse_args(JOB);
-    job_runtime::logging::init();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing::info!(version = env!("CARGO_PKG_VERSION"), job = JOB, cluster = %args.cluster, namespace = %args.namespace, "starting");
-    let stop = job_runtime::shutdown::on_signal();
-    let (result, code) = match run(&args, &stop).await {
-        Ok(details) => (
-            JobResult::success(JOB, "restore completed", details),
-            ExitCode::Success,
-        ),
-        Err(error) => {
-            tracing::error!(code = error.code.code(), reason = error.code.reason(), error = %error.message, "restore failed");
-            (
-                JobResult::failure(JOB, &error, serde_json::Value::Null),
-                error.code,
-            )
-        }
-    };
-    result.emit(args.result_file.as_deref());
-    code.into()
+    let result_file = args.result_file.clone();
+    job_runtime::run_job(JOB, "restore completed", result_file.as_deref(), |stop| async move {
+        tracing::info!(cluster = %args.cluster, namespace = %args.namespace, "restore of this cluster");
+        run(&args, &stop).await
+    })
+    .await
 }
 
 fn verification(message: impl Into<String>) -> JobError {
@@ -179,7 +166,15 @@ async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value,
     check_target(args, &manifest, &node.health.body)?;
 
     // 3. Verify every byte before any reaches OpenBao; remember the version read.
-    let snapshot_object = Path::from(manifest.snapshot.as_str());
+    // The snapshot sits next to its manifest: backups stay restorable when
+    // copied to another bucket or prefix.
+    let snapshot_object = snapshot_path(&folder, &name);
+    if manifest.snapshot.rsplit('/').next() != snapshot_object.filename() {
+        return Err(verification(format!(
+            "manifest {manifest_object} describes {}, not {snapshot_object}; it was renamed or belongs to another backup",
+            manifest.snapshot
+        )));
+    }
     let verified_etag = verify_object(&source, &snapshot_object, &manifest, stop).await?;
 
     // 4. Stream the same object version into snapshot-force, checking again.

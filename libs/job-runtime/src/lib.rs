@@ -11,9 +11,11 @@
 pub mod connection;
 pub mod exit;
 pub mod logging;
+pub mod main_loop;
 pub mod result;
 pub mod shutdown;
 
 pub use connection::{ActiveNode, OpenBaoArgs};
 pub use exit::{ExitCode, JobError};
+pub use main_loop::run_job;
 pub use result::{JobResult, Outcome, RESULT_PREFIX, parse_args};

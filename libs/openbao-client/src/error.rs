@@ -131,13 +131,17 @@ impl Error {
 /// OpenBao's `{"errors": [...]}` joined on one line, with its
 /// "1 error occurred:\n\t* ..." wrapping removed.
 pub(crate) fn error_text(body: &[u8]) -> String {
-    let parsed: Option<Vec<String>> = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| serde_json::from_value(v.get("errors")?.clone()).ok());
-    let text = match parsed {
-        Some(errors) if !errors.is_empty() => errors.join("; "),
-        Some(_) => "no error message".to_owned(),
-        None => String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
+    let text = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(json) => match serde_json::from_value::<Vec<String>>(
+            json.get("errors").cloned().unwrap_or_default(),
+        ) {
+            Ok(errors) if !errors.is_empty() => errors.join("; "),
+            // A JSON answer without `errors` may carry data (a batch decrypt
+            // answers 400 with the other items' plaintexts): never echo it.
+            _ => return "no error message".to_owned(),
+        },
+        // Not JSON: an HTML or text page from something in between.
+        Err(_) => String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
     };
     let cleaned: Vec<&str> = text
         .lines()
@@ -191,6 +195,14 @@ mod tests {
         );
         assert!(jwt.to_string().contains("invalid audience"));
         assert!(!jwt.is_transient());
+    }
+
+    #[test]
+    fn json_bodies_without_errors_are_never_echoed() {
+        let body = br#"{"data":{"batch_results":[{"plaintext":"c2VjcmV0"},{"error":"bad"}]}}"#;
+        let text = error_text(body);
+        assert_eq!(text, "no error message");
+        assert!(!text.contains("c2VjcmV0"));
     }
 
     #[test]

@@ -41,6 +41,20 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
     })
 }
 
+/// Spawns `command` from the long-lived spawner thread, so that a
+/// `--pdeathsig` set by `setpriv` fires only when the test process dies.
+pub fn spawn_with_death_signal(command: Command) -> anyhow::Result<Child> {
+    let (reply_tx, reply_rx) = mpsc::channel();
+    spawner()
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the spawner lock is poisoned"))?
+        .send((command, reply_tx))
+        .context("the spawner thread is gone")?;
+    Ok(reply_rx
+        .recv()
+        .context("the spawner thread did not answer")??)
+}
+
 /// A running server whose output goes to a log file.
 #[derive(Debug)]
 pub struct ManagedProcess {
@@ -72,15 +86,7 @@ impl ManagedProcess {
             .stdout(log.try_clone()?)
             .stderr(log);
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let (reply_tx, reply_rx) = mpsc::channel();
-        spawner()
-            .lock()
-            .expect("spawner lock")
-            .send((command, reply_tx))
-            .context("the spawner thread is gone")?;
-        let child = reply_rx
-            .recv()
-            .context("the spawner thread did not answer")?
+        let child = spawn_with_death_signal(command)
             .with_context(|| format!("start {name} ({})", program.display()))?;
         Ok(Self {
             name: name.to_owned(),

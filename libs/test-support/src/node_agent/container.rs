@@ -27,10 +27,9 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -243,30 +242,6 @@ pub struct ContainerProcess {
     exit: watch::Receiver<Option<ExitCode>>,
 }
 
-type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
-
-// The parent-death signal fires when the *thread* that spawned a process
-// exits, so spawns go through one thread that lives as long as the process
-// (the same reasoning as `crate::process`).
-fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
-    SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnRequest>();
-        std::thread::Builder::new()
-            .name("node-agent-spawner".into())
-            .spawn(move || {
-                for (mut command, reply) in rx {
-                    let _ = reply.send(command.spawn());
-                }
-                loop {
-                    std::thread::park();
-                }
-            })
-            .expect("spawn the node agent's spawner thread");
-        Mutex::new(tx)
-    })
-}
-
 impl ContainerProcess {
     /// Starts the container. Its output (stdout and stderr) goes to
     /// `launch.log_path`.
@@ -310,15 +285,7 @@ impl ContainerProcess {
             .stdout(log.try_clone()?)
             .stderr(log);
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let (reply_tx, reply_rx) = mpsc::channel();
-        spawner()
-            .lock()
-            .map_err(|_| anyhow::anyhow!("the node agent's spawner lock is poisoned"))?
-            .send((command, reply_tx))
-            .context("the spawner thread is gone")?;
-        let mut child = reply_rx
-            .recv()
-            .context("the spawner thread did not answer")?
+        let mut child = crate::process::spawn_with_death_signal(command)
             .context("start a container (setpriv/nsenter/unshare from util-linux)")?;
         let pid = child.id();
         let exited = Arc::new(AtomicBool::new(false));
