@@ -20,6 +20,7 @@ pub mod raft;
 pub mod snapshot;
 pub mod sys;
 pub mod token_keeper;
+pub mod transit;
 
 pub use auth::{AuthInfo, Credential, Login, SecretIdSource, TokenInfo};
 pub use client::{Client, ClientConfig, RetryPolicy, Token};
