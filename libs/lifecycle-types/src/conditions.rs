@@ -48,9 +48,67 @@ pub mod types {
 
 /// Well-known reasons. Reasons are stable API: tools match on them.
 pub mod reasons {
+    // Any condition.
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const RECONCILING: &str = "Reconciling";
     pub const PAUSED: &str = "Paused";
+
+    // Available.
+    /// The active node answers and every desired replica is ready.
+    pub const ALL_REPLICAS_READY: &str = "AllReplicasReady";
+    /// The active node answers but some replicas are not ready.
+    pub const SOME_REPLICAS_NOT_READY: &str = "SomeReplicasNotReady";
+    /// No node answers as active.
+    pub const NO_ACTIVE_NODE: &str = "NoActiveNode";
+
+    // TLSReady.
+    pub const CERTIFICATE_VALID: &str = "CertificateValid";
+    pub const TLS_SECRET_MISSING: &str = "TLSSecretMissing";
+    pub const TLS_SECRET_INVALID: &str = "TLSSecretInvalid";
+    /// The certificate is inside its rotation window and is being renewed.
+    pub const CERTIFICATE_RENEWING: &str = "CertificateRenewing";
+    /// A new CA is being distributed before it signs anything.
+    pub const CA_ROTATING: &str = "CARotating";
+    /// OpenBao obtains its own certificate (ACME); the operator holds none.
+    pub const ACME_MANAGED: &str = "ACMEManaged";
+
+    // Initialized.
+    pub const SELF_INITIALIZED: &str = "SelfInitialized";
+    /// Initialized through the operator's `sys/init` (Development only); the root token is in a Secret.
+    pub const OPERATOR_INITIALIZED: &str = "OperatorInitialized";
+    pub const WAITING_FOR_BOOTSTRAP_POD: &str = "WaitingForBootstrapPod";
+    /// Self-init failed; OpenBao refuses to start on that storage again.
+    pub const SELF_INIT_FAILED: &str = "SelfInitFailed";
+
+    // Sealed.
+    pub const ALL_UNSEALED: &str = "AllUnsealed";
+    pub const NODES_SEALED: &str = "NodesSealed";
+    /// The Transit (or KMS) server that unseals the nodes cannot be reached.
+    pub const SEAL_BACKEND_UNREACHABLE: &str = "SealBackendUnreachable";
+
+    // LeaderFound.
+    pub const LEADER_ELECTED: &str = "LeaderElected";
+    pub const NO_LEADER: &str = "NoLeader";
+    /// More than one pod claims to be active (split brain).
+    pub const MULTIPLE_LEADERS: &str = "MultipleLeaders";
+
+    // ProductionReady: one reason per gap, the first gap found wins and the
+    // message lists them all.
+    pub const PRODUCTION_READY: &str = "ProductionReady";
+    pub const DEVELOPMENT_PROFILE: &str = "DevelopmentProfile";
+    pub const ROOT_TOKEN_STORED: &str = "RootTokenStored";
+    pub const STATIC_UNSEAL_IN_USE: &str = "StaticUnsealInUse";
+    pub const OPERATOR_MANAGED_TLS: &str = "OperatorManagedTLS";
+    pub const TOO_FEW_REPLICAS: &str = "TooFewReplicas";
+    pub const NO_HUMAN_LOGIN: &str = "NoHumanLogin";
+    pub const NO_AUDIT_DEVICE: &str = "NoAuditDevice";
+
+    // Degraded.
+    pub const RAFT_UNHEALTHY: &str = "RaftUnhealthy";
+    pub const QUORUM_AT_RISK: &str = "QuorumAtRisk";
+    pub const GATEWAY_API_MISSING: &str = "GatewayAPIMissing";
+    pub const MISSING_CAPABILITY: &str = "MissingCapability";
+    pub const AS_EXPECTED: &str = "AsExpected";
 }
 
 impl Condition {

@@ -222,6 +222,10 @@ impl JwtRole {
     }
 }
 
+/// Mount path of the JWT auth method self-init creates and every operator
+/// identity logs in through (`auth/jwt/login`); the clients' default.
+pub const JWT_AUTH_MOUNT: &str = "jwt";
+
 /// The checked-in `policies/jwt-roles.hcl`.
 pub const JWT_ROLES_HCL: &str = include_str!("../../../policies/jwt-roles.hcl");
 

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod conditions;
 pub mod identities;
 pub mod labels;
+pub mod names;
 pub mod validation;
 
 pub use cluster::{OpenBaoCluster, OpenBaoClusterSpec, OpenBaoClusterStatus};

@@ -1,0 +1,341 @@
+//! The self-init configuration (`self-init.hcl`): OpenBao's `initialize`
+//! blocks, in their own file and ConfigMap because only the bootstrap pod
+//! may load them, and only on its first start. Any server that starts with
+//! empty storage and an `initialize` block bootstraps a cluster of its own
+//! (even with `retry_join`), and a failed self-init poisons its storage for
+//! good; so the StatefulSet mounts this file only in its bootstrap
+//! template (see [`super::statefulset`]).
+//!
+//! Order: the operator's JWT auth method (trusting the service-account
+//! issuer through its discovery document, so a signing-key rotation keeps
+//! working), one policy per identity from `policies/`, the JWT roles from
+//! `policies/jwt-roles.hcl`, recovery keys for a static seal, then the
+//! user's requests. OpenBao revokes the root token after the last one.
+//!
+//! Secrets never appear here: a request field from a Secret becomes an
+//! `eval_source` reference to an environment variable or a file of the
+//! bootstrap pod.
+
+use hcl::{Block, Body, Expression};
+use k8s_openapi::api::core::v1::ConfigMap;
+use lifecycle_types::OpenBaoCluster;
+use lifecycle_types::cluster::{SecretField, SecretSource, SelfInitRequest, UnsealType};
+use lifecycle_types::identities::{Identity, JWT_AUTH_MOUNT, SubjectVars, jwt_roles};
+use lifecycle_types::names;
+use serde_json::{Value, json};
+
+use super::{Inputs, RenderError, name_and_namespace, owned_metadata};
+
+/// `initialize` block names; a user's `eval_source = "request"` or
+/// `"response"` reference names [`USER_BLOCK`] as its `initialize_name`.
+pub const OPERATOR_AUTH_BLOCK: &str = "operator-auth";
+pub const OPERATOR_POLICIES_BLOCK: &str = "operator-policies";
+pub const OPERATOR_ROLES_BLOCK: &str = "operator-roles";
+pub const RECOVERY_KEYS_BLOCK: &str = "recovery-keys";
+pub const USER_BLOCK: &str = "requests";
+
+/// The rendered `self-init.hcl`, or `None` when self-init is disabled.
+pub fn render(cluster: &OpenBaoCluster, inputs: &Inputs) -> Result<Option<String>, RenderError> {
+    let Some(body) = body(cluster, inputs)? else {
+        return Ok(None);
+    };
+    hcl::to_string(&body)
+        .map(Some)
+        .map_err(|source| RenderError::Hcl {
+            what: "self-init.hcl",
+            source,
+        })
+}
+
+/// The `initialize` blocks as an HCL body; `None` when self-init is disabled.
+pub fn body(cluster: &OpenBaoCluster, inputs: &Inputs) -> Result<Option<Body>, RenderError> {
+    let spec = &cluster.spec;
+    if !spec.self_init.enabled {
+        return Ok(None);
+    }
+    let (name, namespace) = name_and_namespace(cluster)?;
+    let mut body = Body::builder();
+
+    let oidc = &spec.self_init.oidc;
+    if oidc.enabled {
+        // Discovery, not pinned keys: OpenBao fetches the issuer's JWKS and
+        // refreshes it, so rotating the service-account signing key does not
+        // break logins. The Kubernetes API server's issuer is verified with
+        // the CA of the pod's own service-account mount.
+        let issuer = oidc
+            .issuer
+            .clone()
+            .unwrap_or_else(|| inputs.service_account_issuer.clone());
+        let mut config = json!({
+            "oidc_discovery_url": issuer,
+            "bound_issuer": issuer,
+        });
+        if oidc.issuer.is_none() {
+            config["oidc_discovery_ca_pem"] = json!({
+                "eval_type": "string",
+                "eval_source": "file",
+                "path": inputs.paths.kube_ca_file,
+            });
+        }
+        body = body.add_block(initialize(
+            OPERATOR_AUTH_BLOCK,
+            vec![
+                request(
+                    "enable-jwt",
+                    "update",
+                    &format!("sys/auth/{JWT_AUTH_MOUNT}"),
+                    json!({"type": "jwt", "description": "openbao-operator identities (projected ServiceAccount tokens)"}),
+                    false,
+                )?,
+                request(
+                    "jwt-config",
+                    "update",
+                    &format!("auth/{JWT_AUTH_MOUNT}/config"),
+                    config,
+                    false,
+                )?,
+            ],
+        ));
+
+        let mut policies = Vec::new();
+        for identity in Identity::ALL {
+            policies.push(request(
+                identity.policy_name(),
+                "update",
+                &format!("sys/policies/acl/{}", identity.policy_name()),
+                json!({"policy": identity.policy_hcl()}),
+                false,
+            )?);
+        }
+        body = body.add_block(initialize(OPERATOR_POLICIES_BLOCK, policies));
+
+        let vars = SubjectVars {
+            operator_namespace: &inputs.operator_namespace,
+            namespace,
+            cluster: name,
+        };
+        let roles = jwt_roles().map_err(|source| RenderError::Identities {
+            what: "JWT role",
+            source,
+        })?;
+        let mut requests = Vec::new();
+        for role in roles {
+            let mut data = role.request_body(&vars);
+            // The cluster's audience, so every identity's projected token
+            // (minted with spec.selfInit.oidc.audience) is accepted.
+            data["bound_audiences"] = json!([oidc.audience]);
+            requests.push(request(
+                &role.name,
+                "update",
+                &format!("auth/{JWT_AUTH_MOUNT}/role/{}", role.name),
+                data,
+                false,
+            )?);
+        }
+        body = body.add_block(initialize(OPERATOR_ROLES_BLOCK, requests));
+    }
+
+    if spec.unseal.type_ == UnsealType::Static {
+        // Self-init creates no recovery keys, and without them a static
+        // key can never be rotated (OpenBao cannot re-wrap the stored keys).
+        // One throwaway share is enough to make rotation possible.
+        body = body.add_block(initialize(
+            RECOVERY_KEYS_BLOCK,
+            vec![request(
+                "rotate-recovery",
+                "update",
+                "sys/rotate/recovery/init",
+                json!({"secret_shares": 1, "secret_threshold": 1}),
+                false,
+            )?],
+        ));
+    }
+
+    if !spec.self_init.requests.is_empty() {
+        let mut requests = Vec::new();
+        for user in &spec.self_init.requests {
+            requests.push(user_request(user, inputs)?);
+        }
+        body = body.add_block(initialize(USER_BLOCK, requests));
+    }
+    Ok(Some(body.build()))
+}
+
+/// Environment variable of the bootstrap pod that carries a Secret-backed
+/// request field (`source: Env`).
+pub fn secret_env_var(request: &str, field: &str) -> String {
+    format!("BAO_SELF_INIT_{request}_{field}")
+        .to_ascii_uppercase()
+        .replace('-', "_")
+}
+
+/// File of the bootstrap pod that carries a Secret-backed request field
+/// (`source: File`): each referenced Secret is mounted in its own folder.
+pub fn secret_file(inputs: &Inputs, field: &SecretField) -> String {
+    format!(
+        "{}/{}/{}",
+        inputs.paths.self_init_secrets_dir, field.secret_key_ref.name, field.secret_key_ref.key
+    )
+}
+
+fn user_request(user: &SelfInitRequest, inputs: &Inputs) -> Result<Block, RenderError> {
+    let mut data = Value::Object(user.data.clone().unwrap_or_default());
+    for field in &user.data_from {
+        data[&field.field] = match field.source {
+            SecretSource::Env => json!({
+                "eval_type": "string",
+                "eval_source": "env",
+                "env_var": secret_env_var(&user.name, &field.field),
+                "require_present": true,
+            }),
+            SecretSource::File => json!({
+                "eval_type": "string",
+                "eval_source": "file",
+                "path": secret_file(inputs, field),
+            }),
+        };
+    }
+    request(
+        &user.name,
+        user.operation.as_str(),
+        &user.path,
+        data,
+        user.allow_failure,
+    )
+}
+
+fn initialize(name: &str, requests: Vec<Block>) -> Block {
+    let mut block = Block::builder("initialize").add_label(name);
+    for request in requests {
+        block = block.add_block(request);
+    }
+    block.build()
+}
+
+fn request(
+    name: &str,
+    operation: &str,
+    path: &str,
+    data: Value,
+    allow_failure: bool,
+) -> Result<Block, RenderError> {
+    let data: Expression = hcl::to_expression(&data).map_err(|source| RenderError::Hcl {
+        what: "a self-init request body",
+        source,
+    })?;
+    let mut block = Block::builder("request")
+        .add_label(name)
+        .add_attribute(("operation", operation))
+        .add_attribute(("path", path))
+        .add_attribute(("data", data));
+    if allow_failure {
+        block = block.add_attribute(("allow_failure", true));
+    }
+    Ok(block.build())
+}
+
+/// The ConfigMap with `self-init.hcl`, or `None` when self-init is disabled
+/// or the cluster is initialized (the controller then deletes it).
+pub fn config_map(
+    cluster: &OpenBaoCluster,
+    inputs: &Inputs,
+) -> Result<Option<ConfigMap>, RenderError> {
+    if inputs.initialized {
+        return Ok(None);
+    }
+    let Some(text) = render(cluster, inputs)? else {
+        return Ok(None);
+    };
+    let (name, _) = name_and_namespace(cluster)?;
+    Ok(Some(ConfigMap {
+        metadata: owned_metadata(cluster, names::self_init_config_map(name))?,
+        data: Some([(names::SELF_INIT_KEY.to_owned(), text)].into()),
+        ..ConfigMap::default()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::fixtures;
+
+    fn initialize_names(body: &Body) -> Vec<String> {
+        body.blocks()
+            .map(|b| b.labels()[0].as_str().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn disabled_self_init_renders_nothing() {
+        let cluster = fixtures::development();
+        assert!(render(&cluster, &fixtures::inputs()).unwrap().is_none());
+        assert!(config_map(&cluster, &fixtures::inputs()).unwrap().is_none());
+    }
+
+    #[test]
+    fn operator_identities_then_recovery_keys_then_user_requests() {
+        let cluster = fixtures::hardened();
+        let body = body(&cluster, &fixtures::inputs()).unwrap().unwrap();
+        assert_eq!(
+            initialize_names(&body),
+            [
+                OPERATOR_AUTH_BLOCK,
+                OPERATOR_POLICIES_BLOCK,
+                OPERATOR_ROLES_BLOCK,
+                RECOVERY_KEYS_BLOCK,
+                USER_BLOCK
+            ]
+        );
+        let text = render(&cluster, &fixtures::inputs()).unwrap().unwrap();
+        insta::assert_snapshot!("self_init_hardened", text);
+        assert!(text.contains("oidc_discovery_url"));
+        assert!(
+            !text.contains("jwt_validation_pubkeys"),
+            "keys must not be frozen into config"
+        );
+    }
+
+    #[test]
+    fn secrets_become_references_never_values() {
+        let cluster = fixtures::hardened();
+        let text = render(&cluster, &fixtures::inputs()).unwrap().unwrap();
+        assert!(text.contains("BAO_SELF_INIT_ADMIN_USER_PASSWORD"), "{text}");
+        assert!(text.contains("\"env\""), "{text}");
+        assert_eq!(
+            secret_env_var("admin-user", "password"),
+            "BAO_SELF_INIT_ADMIN_USER_PASSWORD"
+        );
+    }
+
+    #[test]
+    fn transit_sealed_clusters_get_no_recovery_key_request() {
+        let cluster = fixtures::full();
+        let body = body(&cluster, &fixtures::inputs()).unwrap().unwrap();
+        assert!(!initialize_names(&body).contains(&RECOVERY_KEYS_BLOCK.to_owned()));
+    }
+
+    #[test]
+    fn roles_accept_the_clusters_audience() {
+        let mut cluster = fixtures::hardened();
+        cluster.spec.self_init.oidc.audience = "bao-prod".into();
+        let text = render(&cluster, &fixtures::inputs()).unwrap().unwrap();
+        assert!(text.contains("\"bao-prod\""));
+        assert!(!text.contains("openbao-internal"));
+    }
+
+    #[test]
+    fn an_initialized_cluster_has_no_self_init_config_map() {
+        let mut inputs = fixtures::inputs();
+        assert!(
+            config_map(&fixtures::hardened(), &inputs)
+                .unwrap()
+                .is_some()
+        );
+        inputs.initialized = true;
+        assert!(
+            config_map(&fixtures::hardened(), &inputs)
+                .unwrap()
+                .is_none()
+        );
+    }
+}

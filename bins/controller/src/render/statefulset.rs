@@ -1,0 +1,471 @@
+//! The StatefulSet that runs OpenBao.
+//!
+//! Choices, and why:
+//! - **One bootstrap pod until initialized.** Before `status.initialized`
+//!   the set has one replica, and only that template mounts and loads the
+//!   self-init file. Afterwards the template has no self-init at all, so a
+//!   replacement pod with an empty volume joins through `retry_join`
+//!   instead of founding a second cluster.
+//! - **`OnDelete` updates.** A template change (image, configuration hash,
+//!   certificates, resources, the end of bootstrap) restarts nothing by
+//!   itself; the controller's rollout gate deletes pods one at a time,
+//!   standbys first and the stepped-down leader last. The StatefulSet
+//!   controller only recreates what the gate deleted, from the new template.
+//! - **Probes.** `sys/health` answers 200 active, 429 standby, 503 sealed,
+//!   501 uninitialized. Readiness (`standbyok=true`, sealed and
+//!   uninitialized explicitly 503) means "initialized and unsealed": the
+//!   pod may serve and may be joined. Startup and liveness map sealed and
+//!   uninitialized to 200, so they only ask "does the process answer": a
+//!   restart cannot unseal a pod or initialize a cluster, and a
+//!   transit-sealed pod that restarts while its Transit server is down
+//!   exits at once. The startup probe tolerates minutes of connection
+//!   refused: self-init keeps the listener closed until it has finished.
+//!   Health is not membership (a removed node still answers 429); the
+//!   controller judges membership from the Raft configuration.
+//! - **Own ServiceAccount.** The pods need their own token for Kubernetes
+//!   service registration and auto-join (see [`super::rbac`]); the
+//!   controller's token is never mounted here.
+//! - **Spread by default.** Without `spec.scheduling.affinity` the pods
+//!   prefer distinct nodes, so one node failure costs at most one voter.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use lifecycle_types::OpenBaoCluster;
+use lifecycle_types::cluster::{AuditType, SecretSource, TlsMode, UnsealType};
+use lifecycle_types::{labels, names};
+use serde_json::{Value, json};
+
+use super::config::{GCP_CREDENTIALS_FILE, SEAL_KEY_FILE, TLS_CA, TRANSIT_TOKEN_FILE};
+use super::self_init::secret_env_var;
+use super::{
+    API_PORT, CLUSTER_PORT, Inputs, RenderError, common_labels, from_json, metadata_json,
+    name_and_namespace, owned_metadata, selector_labels,
+};
+
+/// UID and GID of the `openbao` user in the official image.
+pub const OPENBAO_UID: i64 = 100;
+pub const OPENBAO_GID: i64 = 1000;
+
+/// Secret volumes are readable by the owner and the pod's fsGroup only.
+const SECRET_MODE: i32 = 0o440;
+
+/// Query of the readiness probe: 200 for active and standby, 503 otherwise.
+pub const READINESS_QUERY: &str = "standbyok=true&sealedcode=503&uninitcode=503";
+/// Query of the startup and liveness probes: 200 whenever the process answers.
+pub const LIVENESS_QUERY: &str = "standbyok=true&sealedcode=200&uninitcode=200";
+
+/// Replicas the StatefulSet runs now: one bootstrap pod until initialized.
+pub fn replicas(cluster: &OpenBaoCluster, inputs: &Inputs) -> i32 {
+    if inputs.initialized {
+        cluster.spec.replicas
+    } else {
+        1
+    }
+}
+
+/// The StatefulSet for the cluster's current stage.
+pub fn statefulset(cluster: &OpenBaoCluster, inputs: &Inputs) -> Result<StatefulSet, RenderError> {
+    let (name, namespace) = name_and_namespace(cluster)?;
+    let spec = &cluster.spec;
+    let paths = &inputs.paths;
+    let bootstrap = !inputs.initialized && spec.self_init.enabled;
+    let field = |path: &str| json!({"fieldRef": {"apiVersion": "v1", "fieldPath": path}});
+    let pod_host = format!(
+        "$(POD_NAME).{}.{namespace}.svc",
+        names::headless_service(name)
+    );
+
+    let mut env = vec![
+        json!({"name": "POD_NAME", "valueFrom": field("metadata.name")}),
+        json!({"name": "BAO_K8S_POD_NAME", "valueFrom": field("metadata.name")}),
+        json!({"name": "BAO_K8S_NAMESPACE", "valueFrom": field("metadata.namespace")}),
+        // Stable Raft ids: `raft list-peers` names pods, and status maps
+        // autopilot's servers to pods by this id.
+        json!({"name": "BAO_RAFT_NODE_ID", "value": "$(POD_NAME)"}),
+        json!({"name": "BAO_API_ADDR", "value": format!("https://{pod_host}:{API_PORT}")}),
+        json!({"name": "BAO_CLUSTER_ADDR", "value": format!("https://{pod_host}:{CLUSTER_PORT}")}),
+    ];
+    let mut volumes = vec![json!({"name": "config", "configMap": {
+        "name": names::config_map(name),
+        "items": [{"key": names::CONFIG_KEY, "path": names::CONFIG_KEY}],
+    }})];
+    let mut mounts = vec![
+        json!({"name": "config", "mountPath": paths.config_dir, "readOnly": true}),
+        json!({"name": names::DATA_VOLUME, "mountPath": paths.data_dir}),
+        json!({"name": "tmp", "mountPath": "/tmp"}),
+    ];
+    volumes.push(json!({"name": "tmp", "emptyDir": {}}));
+
+    if spec.tls.mode != TlsMode::Acme {
+        let secret = match &spec.tls.external_secret_name {
+            Some(external) if spec.tls.mode == TlsMode::External => external.clone(),
+            _ => names::tls_server_secret(name),
+        };
+        volumes.push(
+            json!({"name": "tls", "secret": {"secretName": secret, "defaultMode": SECRET_MODE}}),
+        );
+        mounts.push(json!({"name": "tls", "mountPath": paths.tls_dir, "readOnly": true}));
+    }
+
+    let secret_key_env = |env_name: &str, secret: &str, key: &str, optional: bool| json!({"name": env_name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": optional}}});
+    let unseal = &spec.unseal;
+    match unseal.type_ {
+        UnsealType::Static => {
+            // The raw key as a file: no encoding, so no trailing newline.
+            volumes.push(json!({"name": "seal", "secret": {
+                "secretName": names::unseal_secret(name),
+                "defaultMode": SECRET_MODE,
+                "items": [{"key": names::UNSEAL_KEY, "path": SEAL_KEY_FILE}],
+            }}));
+            mounts.push(json!({"name": "seal", "mountPath": paths.seal_dir, "readOnly": true}));
+        }
+        UnsealType::Transit => {
+            if let Some(transit) = &unseal.transit {
+                volumes.push(json!({"name": "seal", "secret": {
+                    "secretName": transit.token_secret_ref,
+                    "defaultMode": SECRET_MODE,
+                    "items": [{"key": "token", "path": TRANSIT_TOKEN_FILE}],
+                }}));
+                mounts.push(json!({"name": "seal", "mountPath": paths.seal_dir, "readOnly": true}));
+                if let Some(ca) = &transit.ca_secret_ref {
+                    volumes.push(json!({"name": "seal-ca", "secret": {
+                        "secretName": ca,
+                        "defaultMode": SECRET_MODE,
+                        "items": [{"key": TLS_CA, "path": TLS_CA}],
+                    }}));
+                    mounts.push(json!({"name": "seal-ca", "mountPath": paths.seal_ca_dir, "readOnly": true}));
+                }
+            }
+        }
+        UnsealType::Awskms => {
+            if let Some(secret) = &unseal.credentials_secret_ref {
+                env.push(secret_key_env(
+                    "AWS_ACCESS_KEY_ID",
+                    secret,
+                    "AWS_ACCESS_KEY_ID",
+                    false,
+                ));
+                env.push(secret_key_env(
+                    "AWS_SECRET_ACCESS_KEY",
+                    secret,
+                    "AWS_SECRET_ACCESS_KEY",
+                    false,
+                ));
+                env.push(secret_key_env(
+                    "AWS_SESSION_TOKEN",
+                    secret,
+                    "AWS_SESSION_TOKEN",
+                    true,
+                ));
+            }
+        }
+        UnsealType::Gcpckms => {
+            if let Some(secret) = &unseal.credentials_secret_ref {
+                volumes.push(json!({"name": "seal-credentials", "secret": {
+                    "secretName": secret,
+                    "defaultMode": SECRET_MODE,
+                    "items": [{"key": GCP_CREDENTIALS_FILE, "path": GCP_CREDENTIALS_FILE}],
+                }}));
+                mounts.push(json!({"name": "seal-credentials", "mountPath": paths.seal_credentials_dir, "readOnly": true}));
+            }
+        }
+        UnsealType::Azurekeyvault => {
+            if let Some(secret) = &unseal.credentials_secret_ref {
+                env.push(secret_key_env(
+                    "AZURE_CLIENT_ID",
+                    secret,
+                    "AZURE_CLIENT_ID",
+                    false,
+                ));
+                env.push(secret_key_env(
+                    "AZURE_CLIENT_SECRET",
+                    secret,
+                    "AZURE_CLIENT_SECRET",
+                    false,
+                ));
+            }
+        }
+    }
+    if unseal.kms_plugin.is_some() {
+        volumes.push(json!({"name": "plugins", "emptyDir": {}}));
+        mounts.push(json!({"name": "plugins", "mountPath": paths.plugin_dir}));
+    }
+    let file_audit = spec.configuration.audit.iter().any(|a| {
+        a.type_ == AuditType::File
+            && a.file
+                .as_ref()
+                .is_some_and(|f| f.file_path.starts_with("/openbao/audit/"))
+    });
+    if file_audit {
+        volumes.push(json!({"name": "audit", "emptyDir": {}}));
+        mounts.push(json!({"name": "audit", "mountPath": paths.audit_dir}));
+    }
+
+    let mut args = vec![
+        "server".to_owned(),
+        format!("-config={}/{}", paths.config_dir, names::CONFIG_KEY),
+    ];
+    if bootstrap {
+        args.push(format!(
+            "-config={}/{}",
+            paths.self_init_dir,
+            names::SELF_INIT_KEY
+        ));
+        volumes.push(json!({"name": "self-init", "configMap": {
+            "name": names::self_init_config_map(name),
+            "items": [{"key": names::SELF_INIT_KEY, "path": names::SELF_INIT_KEY}],
+        }}));
+        mounts
+            .push(json!({"name": "self-init", "mountPath": paths.self_init_dir, "readOnly": true}));
+        // Secret-backed request fields exist in the bootstrap pod only.
+        let mut file_secrets = BTreeMap::new();
+        for request in &spec.self_init.requests {
+            for from in &request.data_from {
+                let reference = &from.secret_key_ref;
+                match from.source {
+                    SecretSource::Env => env.push(secret_key_env(
+                        &secret_env_var(&request.name, &from.field),
+                        &reference.name,
+                        &reference.key,
+                        false,
+                    )),
+                    SecretSource::File => {
+                        file_secrets.insert(reference.name.clone(), ());
+                    }
+                }
+            }
+        }
+        for (index, secret) in file_secrets.keys().enumerate() {
+            let volume = format!("self-init-secret-{index}");
+            volumes.push(json!({"name": volume, "secret": {"secretName": secret, "defaultMode": SECRET_MODE}}));
+            mounts.push(json!({"name": volume, "readOnly": true,
+                "mountPath": format!("{}/{secret}", paths.self_init_secrets_dir)}));
+        }
+    }
+
+    let probe = |query: &str, period: i32, failures: i32| {
+        json!({
+            "httpGet": {"scheme": "HTTPS", "port": "api", "path": format!("/v1/sys/health?{query}")},
+            "periodSeconds": period,
+            "timeoutSeconds": 5,
+            "failureThreshold": failures,
+        })
+    };
+    let mut container = json!({
+        "name": names::CONTAINER,
+        "image": spec.image(),
+        // The image's entrypoint script would add its own -config folder
+        // and dev flags; run the server directly.
+        "command": ["bao"],
+        "args": args,
+        "env": env,
+        "ports": [
+            {"name": "api", "containerPort": API_PORT, "protocol": "TCP"},
+            {"name": "cluster", "containerPort": CLUSTER_PORT, "protocol": "TCP"},
+        ],
+        // Up to 10 minutes of connection refused on first start.
+        "startupProbe": probe(LIVENESS_QUERY, 5, 120),
+        "readinessProbe": probe(READINESS_QUERY, 5, 2),
+        "livenessProbe": probe(LIVENESS_QUERY, 10, 6),
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": mounts,
+    });
+    if let Some(resources) = &spec.resources {
+        container["resources"] =
+            serde_json::to_value(resources).map_err(|e| RenderError::Build {
+                kind: "StatefulSet",
+                message: e.to_string(),
+            })?;
+    }
+
+    // Operator-owned keys win over the user's extra metadata.
+    let mut pod_labels = spec.pod_metadata.labels.clone();
+    if let Some(identity) = &unseal.workload_identity {
+        pod_labels.extend(identity.pod_labels.clone());
+    }
+    pod_labels.extend(common_labels(name));
+    let mut annotations = spec.pod_metadata.annotations.clone();
+    annotations.insert(labels::CONFIG_HASH.to_owned(), inputs.config_hash.clone());
+    if spec.tls.mode != TlsMode::Acme {
+        annotations.insert(labels::TLS_HASH.to_owned(), inputs.tls_hash.clone());
+    }
+    if bootstrap {
+        annotations.insert(labels::BOOTSTRAP.to_owned(), "true".to_owned());
+    }
+
+    let scheduling = &spec.scheduling;
+    let affinity = match &scheduling.affinity {
+        Some(affinity) => serde_json::to_value(affinity).map_err(|e| RenderError::Build {
+            kind: "StatefulSet",
+            message: e.to_string(),
+        })?,
+        None => json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100,
+            "podAffinityTerm": {
+                "topologyKey": "kubernetes.io/hostname",
+                "labelSelector": {"matchLabels": selector_labels(name)},
+            },
+        }]}}),
+    };
+    let mut pod_spec = json!({
+        "serviceAccountName": names::service_account(name),
+        "automountServiceAccountToken": true,
+        "enableServiceLinks": false,
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": OPENBAO_UID,
+            "runAsGroup": OPENBAO_GID,
+            "fsGroup": OPENBAO_GID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "affinity": affinity,
+        "containers": [container],
+        "volumes": volumes,
+    });
+    if !scheduling.tolerations.is_empty() {
+        pod_spec["tolerations"] = to_json(&scheduling.tolerations)?;
+    }
+    if !scheduling.node_selector.is_empty() {
+        pod_spec["nodeSelector"] = to_json(&scheduling.node_selector)?;
+    }
+    if !scheduling.topology_spread_constraints.is_empty() {
+        pod_spec["topologySpreadConstraints"] = to_json(&scheduling.topology_spread_constraints)?;
+    }
+    if let Some(class) = &scheduling.priority_class_name {
+        pod_spec["priorityClassName"] = json!(class);
+    }
+
+    let mut claim = json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": names::DATA_VOLUME, "labels": selector_labels(name)},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": spec.storage.size.0}},
+        },
+    });
+    if let Some(class) = &spec.storage.storage_class_name {
+        claim["spec"]["storageClassName"] = json!(class);
+    }
+
+    from_json(
+        "StatefulSet",
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": metadata_json(&owned_metadata(cluster, names::statefulset(name))?)?,
+            "spec": {
+                "serviceName": names::headless_service(name),
+                "replicas": replicas(cluster, inputs),
+                // Scaling adds every new pod at once; none of them carries
+                // self-init, they all join through retry_join.
+                "podManagementPolicy": "Parallel",
+                "updateStrategy": {"type": "OnDelete"},
+                // Claims outlive the set; the deletion policy decides.
+                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+                "selector": {"matchLabels": selector_labels(name)},
+                "template": {
+                    "metadata": {"labels": pod_labels, "annotations": annotations},
+                    "spec": pod_spec,
+                },
+                "volumeClaimTemplates": [claim],
+            },
+        }),
+    )
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, RenderError> {
+    serde_json::to_value(value).map_err(|e| RenderError::Build {
+        kind: "StatefulSet",
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::fixtures;
+
+    fn args(set: &StatefulSet) -> Vec<String> {
+        let pod = set.spec.template.spec.as_ref().unwrap();
+        pod.containers[0].args.clone().unwrap()
+    }
+
+    #[test]
+    fn development_golden() {
+        let mut inputs = fixtures::inputs();
+        inputs.initialized = true;
+        let set = statefulset(&fixtures::development(), &inputs).unwrap();
+        insta::assert_yaml_snapshot!("statefulset_development", set);
+    }
+
+    #[test]
+    fn full_bootstrap_golden() {
+        let set = statefulset(&fixtures::full(), &fixtures::inputs()).unwrap();
+        insta::assert_yaml_snapshot!("statefulset_full_bootstrap", set);
+    }
+
+    #[test]
+    fn only_the_bootstrap_template_loads_self_init() {
+        let cluster = fixtures::hardened();
+        let mut inputs = fixtures::inputs();
+        let bootstrap = statefulset(&cluster, &inputs).unwrap();
+        assert_eq!(bootstrap.spec.replicas, Some(1));
+        assert!(
+            args(&bootstrap)
+                .iter()
+                .any(|a| a.ends_with("self-init.hcl"))
+        );
+        let text = serde_json::to_string(&bootstrap).unwrap();
+        assert!(text.contains("BAO_SELF_INIT_ADMIN_USER_PASSWORD"));
+
+        inputs.initialized = true;
+        let steady = statefulset(&cluster, &inputs).unwrap();
+        assert_eq!(steady.spec.replicas, Some(3));
+        assert!(!args(&steady).iter().any(|a| a.contains("self-init")));
+        let text = serde_json::to_string(&steady).unwrap();
+        assert!(
+            !text.contains("self-init"),
+            "no trace of self-init after bootstrap"
+        );
+        assert!(
+            !text.contains("BAO_SELF_INIT"),
+            "no request secrets after bootstrap"
+        );
+    }
+
+    #[test]
+    fn pods_are_replaced_only_by_the_rollout_gate() {
+        let set = statefulset(&fixtures::development(), &fixtures::inputs()).unwrap();
+        let strategy = set.spec.update_strategy.unwrap();
+        assert_eq!(strategy.type_.as_deref(), Some("OnDelete"));
+    }
+
+    #[test]
+    fn user_labels_cannot_override_the_selector() {
+        let mut cluster = fixtures::development();
+        cluster
+            .spec
+            .pod_metadata
+            .labels
+            .insert(labels::CLUSTER.into(), "someone-else".into());
+        let set = statefulset(&cluster, &fixtures::inputs()).unwrap();
+        let template_labels = set.spec.template.metadata.unwrap().labels.unwrap();
+        assert_eq!(template_labels[labels::CLUSTER], "dev");
+    }
+
+    #[test]
+    fn kms_credentials_come_from_the_secret_and_plugins_get_a_folder() {
+        let set = statefulset(&fixtures::aws_kms(), &fixtures::inputs()).unwrap();
+        let text = serde_json::to_string(&set).unwrap();
+        assert!(text.contains("\"AWS_SECRET_ACCESS_KEY\""));
+        assert!(text.contains("\"aws-credentials\""));
+        assert!(text.contains("/openbao/plugins"));
+    }
+}

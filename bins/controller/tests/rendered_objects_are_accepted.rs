@@ -1,0 +1,117 @@
+//! Every rendered Kubernetes object is accepted by a real kube-apiserver
+//! (schema, defaults and validation), for the development and the full sample.
+
+// A test fails loudly on any unexpected error.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+
+use controller::render::{self, Inputs};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use lifecycle_types::OpenBaoCluster;
+use serde_json::{Value, json};
+use test_support::ControlPlane;
+
+fn sample(file: &str) -> OpenBaoCluster {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../manifests/samples")
+        .join(file);
+    let mut cluster: OpenBaoCluster =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    cluster.metadata.namespace = Some("team-a".into());
+    cluster.metadata.uid = Some("00000000-0000-4000-8000-000000000001".into());
+    cluster
+}
+
+fn objects(cluster: &OpenBaoCluster, inputs: &Inputs) -> Vec<Value> {
+    let v = |o: &dyn Erased| o.value();
+    let mut all = vec![
+        v(&render::config::config_map(cluster, inputs).unwrap()),
+        v(&render::statefulset::statefulset(cluster, inputs).unwrap()),
+        v(&render::services::headless(cluster).unwrap()),
+        v(&render::services::active(cluster).unwrap()),
+        v(&render::rbac::service_account(cluster).unwrap()),
+        v(&render::rbac::role(cluster).unwrap()),
+        v(&render::rbac::role_binding(cluster).unwrap()),
+        v(&render::network_policy::network_policy(cluster).unwrap()),
+        v(&render::secrets::unseal_secret(cluster, &[7; 32], "x-1").unwrap()),
+        v(&render::secrets::tls_server_secret(cluster, "CERT", "KEY", "CA").unwrap()),
+    ];
+    if let Some(map) = render::self_init::config_map(cluster, inputs).unwrap() {
+        all.push(v(&map));
+    }
+    if let Some(pdb) = render::pdb::pdb(cluster, inputs).unwrap() {
+        all.push(v(&pdb));
+    }
+    all
+}
+
+/// Serializes any rendered object with its apiVersion and kind.
+trait Erased {
+    fn value(&self) -> Value;
+}
+
+impl<T: serde::Serialize + k8s_openapi::Resource> Erased for T {
+    fn value(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap();
+        value["apiVersion"] = json!(T::API_VERSION);
+        value["kind"] = json!(T::KIND);
+        value
+    }
+}
+
+#[tokio::test]
+async fn the_api_server_accepts_every_rendered_object() {
+    let plane = ControlPlane::start().await.unwrap();
+    let client = plane.client().await.unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "team-a"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut inputs = Inputs::in_pod(
+        "openbao-system",
+        "https://kubernetes.default.svc.cluster.local",
+    );
+    inputs.static_key_id = "x-1".into();
+    let mut created = 0;
+    for (file, initialized) in [
+        ("openbaocluster-development.yaml", true),
+        ("openbaocluster-full.yaml", false),
+    ] {
+        inputs.initialized = initialized;
+        for object in objects(&sample(file), &inputs) {
+            let object: DynamicObject = serde_json::from_value(object).unwrap();
+            let types = object.types.clone().unwrap();
+            let (group, version) = types
+                .api_version
+                .split_once('/')
+                .unwrap_or(("", &types.api_version));
+            let resource =
+                ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, &types.kind));
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "team-a", &resource);
+            // Server-side validation without persisting: both samples share names.
+            let params = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            api.create(&params, &object).await.unwrap_or_else(|e| {
+                panic!(
+                    "{file}: {} {:?} rejected: {e}",
+                    types.kind, object.metadata.name
+                )
+            });
+            created += 1;
+        }
+    }
+    assert!(
+        created >= 22,
+        "expected every object of both samples, got {created}"
+    );
+}
