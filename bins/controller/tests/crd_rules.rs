@@ -6,55 +6,16 @@
 // A test fails loudly on any unexpected error.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
-
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::GroupVersionKind;
-use kube::discovery::ApiResource;
+use kube::api::{DynamicObject, PostParams};
 use lifecycle_types::OpenBaoClusterSpec;
 use lifecycle_types::validation::validate_spec;
 use serde_json::{Value, json};
 use test_support::ControlPlane;
-use test_support::wait::poll_until;
 
 const NAMESPACE: &str = "default";
 
-async fn install_crds(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in lifecycle_types::crds() {
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(
-            &name,
-            &PatchParams::apply("crd-rules-test"),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-        poll_until(Duration::from_secs(30), "CRD to be established", || {
-            let crds = crds.clone();
-            let name = name.clone();
-            async move {
-                let crd = crds.get(&name).await?;
-                Ok(crd.status.and_then(|s| s.conditions).is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                }))
-            }
-        })
-        .await
-        .unwrap();
-    }
-}
-
 fn object(name: &str, spec: &Value) -> DynamicObject {
-    serde_json::from_value(json!({
-        "apiVersion": "openbao.org/v1alpha1",
-        "kind": "OpenBaoCluster",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))
-    .unwrap()
+    test_support::crds::openbao_cluster(name, spec.clone())
 }
 
 fn transit() -> Value {
@@ -74,10 +35,8 @@ fn plugin() -> Value {
 async fn cel_rules_and_code_agree_on_every_rule() {
     let plane = ControlPlane::start().await.unwrap();
     let client = plane.client().await.unwrap();
-    install_crds(&client).await;
-    let gvk = GroupVersionKind::gvk("openbao.org", "v1alpha1", "OpenBaoCluster");
-    let clusters: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), NAMESPACE, &ApiResource::from_gvk(&gvk));
+    plane.install_crds().await.unwrap();
+    let clusters = test_support::crds::openbao_clusters(&client, NAMESPACE);
 
     let valid = [
         ("minimal", json!({"version": "2.7.2"})),

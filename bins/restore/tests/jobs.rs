@@ -47,6 +47,44 @@ impl Mounts {
     }
 }
 
+/// A single-node cluster with the backup and restore identities' tokens
+/// mounted as files and a root client with a `kv` mount.
+struct SingleNode {
+    bao: BaoCluster,
+    mounts: Mounts,
+    backup_token: PathBuf,
+    restore_token: PathBuf,
+    client: openbao_client::Client,
+}
+
+impl SingleNode {
+    async fn start() -> Self {
+        let bao = BaoCluster::start(BaoClusterOptions {
+            nodes: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mounts = Mounts::new(&bao);
+        let backup_token = mounts.file(
+            "backup-token",
+            &bao.identity_token(Identity::Backup).await.unwrap(),
+        );
+        let restore_token = mounts.file(
+            "restore-token",
+            &bao.identity_token(Identity::Restore).await.unwrap(),
+        );
+        let client = kv(&bao).await;
+        Self {
+            bao,
+            mounts,
+            backup_token,
+            restore_token,
+            client,
+        }
+    }
+}
+
 /// Environment for a Job talking to `bao` with a token file.
 fn token_env(bao: &BaoCluster, mounts: &Mounts, token_file: &Path) -> Vec<(String, String)> {
     vec![
@@ -270,22 +308,13 @@ async fn ten_thousand_secrets_round_trip_through_s3_with_jwt_identities() {
 /// be installed here, fake-gcs-server, does not implement.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_destination_kind_backs_up_and_restores() {
-    let bao = BaoCluster::start(BaoClusterOptions {
-        nodes: 1,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mounts = Mounts::new(&bao);
-    let backup_token = mounts.file(
-        "backup-token",
-        &bao.identity_token(Identity::Backup).await.unwrap(),
-    );
-    let restore_token = mounts.file(
-        "restore-token",
-        &bao.identity_token(Identity::Restore).await.unwrap(),
-    );
-    let client = kv(&bao).await;
+    let SingleNode {
+        bao,
+        mounts,
+        backup_token,
+        restore_token,
+        client,
+    } = SingleNode::start().await;
 
     let s3 = S3Server::start("backups").await.unwrap();
     let azure = AzuriteServer::start("backups").await.unwrap();
@@ -617,22 +646,13 @@ async fn sigterm_stops_a_backup_without_a_manifest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_refuses_bad_backups_and_leaves_the_cluster_untouched() {
-    let bao = BaoCluster::start(BaoClusterOptions {
-        nodes: 1,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mounts = Mounts::new(&bao);
-    let backup_token = mounts.file(
-        "backup-token",
-        &bao.identity_token(Identity::Backup).await.unwrap(),
-    );
-    let restore_token = mounts.file(
-        "restore-token",
-        &bao.identity_token(Identity::Restore).await.unwrap(),
-    );
-    let client = kv(&bao).await;
+    let SingleNode {
+        bao,
+        mounts,
+        backup_token,
+        restore_token,
+        client,
+    } = SingleNode::start().await;
     write_secrets(&client, 0..100, "original").await;
     let local = tempfile::tempdir().unwrap();
     let url = format!("file://{}", local.path().display());
@@ -819,22 +839,13 @@ async fn a_newer_snapshot_is_not_restored_onto_an_older_server() {
 /// restore then reads, verifies and restores it from the emulator.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_reads_a_backup_from_gcs() {
-    let bao = BaoCluster::start(BaoClusterOptions {
-        nodes: 1,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let mounts = Mounts::new(&bao);
-    let backup_token = mounts.file(
-        "backup",
-        &bao.identity_token(Identity::Backup).await.unwrap(),
-    );
-    let restore_token = mounts.file(
-        "restore",
-        &bao.identity_token(Identity::Restore).await.unwrap(),
-    );
-    let client = kv(&bao).await;
+    let SingleNode {
+        bao,
+        mounts,
+        backup_token,
+        restore_token,
+        client,
+    } = SingleNode::start().await;
     write_secrets(&client, 0..20, "gcs").await;
     let local = tempfile::tempdir().unwrap();
     let url = format!("file://{}", local.path().display());

@@ -14,6 +14,7 @@
 
 pub mod azure;
 pub mod control_plane;
+pub mod crds;
 pub mod gcs;
 pub mod identities;
 pub mod jobs;

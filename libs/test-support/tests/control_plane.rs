@@ -10,10 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::GroupVersionKind;
-use kube::discovery::ApiResource;
 use lifecycle_types::OpenBaoCluster;
 use serde_json::json;
 use test_support::ControlPlane;
@@ -21,53 +18,19 @@ use test_support::wait::poll_until;
 
 const NAMESPACE: &str = "default";
 
-async fn install_crds(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in lifecycle_types::crds() {
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(
-            &name,
-            &PatchParams::apply("smoke-test"),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-        poll_until(Duration::from_secs(30), "CRD to be established", || {
-            let crds = crds.clone();
-            let name = name.clone();
-            async move {
-                let crd = crds.get(&name).await?;
-                Ok(crd.status.and_then(|s| s.conditions).is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                }))
-            }
-        })
-        .await
-        .unwrap();
-    }
-}
-
 fn dynamic_clusters(client: &kube::Client) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("openbao.org", "v1alpha1", "OpenBaoCluster");
-    Api::namespaced_with(client.clone(), NAMESPACE, &ApiResource::from_gvk(&gvk))
+    test_support::crds::openbao_clusters(client, NAMESPACE)
 }
 
 fn cluster_object(name: &str, spec: serde_json::Value) -> DynamicObject {
-    serde_json::from_value(json!({
-        "apiVersion": "openbao.org/v1alpha1",
-        "kind": "OpenBaoCluster",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))
-    .unwrap()
+    test_support::crds::openbao_cluster(name, spec)
 }
 
 #[tokio::test]
 async fn crd_installs_and_a_minimal_cluster_round_trips_with_defaults() {
     let plane = ControlPlane::start().await.unwrap();
     let client = plane.client().await.unwrap();
-    install_crds(&client).await;
+    plane.install_crds().await.unwrap();
 
     dynamic_clusters(&client)
         .create(
@@ -91,7 +54,7 @@ async fn crd_installs_and_a_minimal_cluster_round_trips_with_defaults() {
 async fn every_sample_is_accepted_as_written() {
     let plane = ControlPlane::start().await.unwrap();
     let client = plane.client().await.unwrap();
-    install_crds(&client).await;
+    plane.install_crds().await.unwrap();
     let samples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/samples");
     let mut applied = 0;
     for entry in std::fs::read_dir(samples).unwrap() {
@@ -114,7 +77,7 @@ async fn every_sample_is_accepted_as_written() {
 async fn invalid_clusters_are_rejected_naming_the_field() {
     let plane = ControlPlane::start().await.unwrap();
     let client = plane.client().await.unwrap();
-    install_crds(&client).await;
+    plane.install_crds().await.unwrap();
     let clusters = dynamic_clusters(&client);
 
     let cases = [

@@ -14,8 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams};
+
 use test_support::openbao_pods::{API_PORT, OpenBaoPods, OpenBaoPodsOptions, deploy_openbao};
 use test_support::{ControlPlane, NodeAgent, NodeAgentOptions, tools};
 
@@ -55,16 +54,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("starting the local control plane (etcd, kube-apiserver, kube-controller-manager)...");
     let plane = ControlPlane::start().await?;
     let client = plane.client().await?;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    plane.install_crds().await?;
     for crd in lifecycle_types::crds() {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(
-            &name,
-            &PatchParams::apply("devenv").force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
-        println!("installed CRD {name}");
+        println!("installed CRD {}", crd.metadata.name.unwrap_or_default());
     }
 
     println!("starting the node agent (kubelet stand-in, kube-scheduler, cluster DNS)...");
