@@ -42,6 +42,11 @@ impl Mounts {
         path
     }
 
+    /// A token holding only `identity`'s policy, as a file named `name`.
+    async fn identity_token(&self, bao: &BaoCluster, name: &str, identity: Identity) -> PathBuf {
+        self.file(name, &bao.identity_token(identity).await.unwrap())
+    }
+
     fn ca(&self) -> String {
         self.dir.path().join("ca.crt").display().to_string()
     }
@@ -66,14 +71,12 @@ impl SingleNode {
         .await
         .unwrap();
         let mounts = Mounts::new(&bao);
-        let backup_token = mounts.file(
-            "backup-token",
-            &bao.identity_token(Identity::Backup).await.unwrap(),
-        );
-        let restore_token = mounts.file(
-            "restore-token",
-            &bao.identity_token(Identity::Restore).await.unwrap(),
-        );
+        let backup_token = mounts
+            .identity_token(&bao, "backup-token", Identity::Backup)
+            .await;
+        let restore_token = mounts
+            .identity_token(&bao, "restore-token", Identity::Restore)
+            .await;
         let client = kv(&bao).await;
         Self {
             bao,
@@ -393,10 +396,7 @@ async fn retention_keeps_the_newest_backups_and_removes_old_debris() {
     .await
     .unwrap();
     let mounts = Mounts::new(&bao);
-    let token = mounts.file(
-        "token",
-        &bao.identity_token(Identity::Backup).await.unwrap(),
-    );
+    let token = mounts.identity_token(&bao, "token", Identity::Backup).await;
     let local = tempfile::tempdir().unwrap();
     let url = format!("file://{}", local.path().display());
     let env = token_env(&bao, &mounts, &token);
@@ -527,10 +527,7 @@ fn objects(s3: &S3Server) -> Vec<String> {
 async fn backup_faults_end_with_the_right_code_and_no_manifest() {
     let mut bao = BaoCluster::start_default().await.unwrap();
     let mounts = Mounts::new(&bao);
-    let token = mounts.file(
-        "token",
-        &bao.identity_token(Identity::Backup).await.unwrap(),
-    );
+    let token = mounts.identity_token(&bao, "token", Identity::Backup).await;
     let client = kv(&bao).await;
     // A snapshot (~60 MB) much larger than the Job's upload buffers, so the
     // OpenBao stream is still open while the throttled upload crawls.
@@ -621,10 +618,7 @@ async fn sigterm_stops_a_backup_without_a_manifest() {
     .await
     .unwrap();
     let mounts = Mounts::new(&bao);
-    let token = mounts.file(
-        "token",
-        &bao.identity_token(Identity::Backup).await.unwrap(),
-    );
+    let token = mounts.identity_token(&bao, "token", Identity::Backup).await;
     write_secrets(&kv(&bao).await, 0..2_000, &"y".repeat(2_000)).await;
     let s3 = S3Server::start("backups").await.unwrap();
     let mut env = token_env(&bao, &mounts, &token);
@@ -751,10 +745,9 @@ async fn restore_refuses_bad_backups_and_leaves_the_cluster_untouched() {
     .await
     .unwrap();
     let other_mounts = Mounts::new(&other);
-    let other_token = other_mounts.file(
-        "token",
-        &other.identity_token(Identity::Restore).await.unwrap(),
-    );
+    let other_token = other_mounts
+        .identity_token(&other, "token", Identity::Restore)
+        .await;
     let other_env = token_env(&other, &other_mounts, &other_token);
     let result = assert_exit(&restore(&other_env, &flags).await, 7, "VerificationFailed");
     assert!(
@@ -786,10 +779,9 @@ async fn a_newer_snapshot_is_not_restored_onto_an_older_server() {
     .await
     .unwrap();
     let mounts = Mounts::new(&source);
-    let backup_token = mounts.file(
-        "backup",
-        &source.identity_token(Identity::Backup).await.unwrap(),
-    );
+    let backup_token = mounts
+        .identity_token(&source, "backup", Identity::Backup)
+        .await;
     let local = tempfile::tempdir().unwrap();
     let url = format!("file://{}", local.path().display());
     assert_exit(
@@ -803,10 +795,9 @@ async fn a_newer_snapshot_is_not_restored_onto_an_older_server() {
     );
 
     let target_mounts = Mounts::new(&target);
-    let restore_token = target_mounts.file(
-        "restore",
-        &target.identity_token(Identity::Restore).await.unwrap(),
-    );
+    let restore_token = target_mounts
+        .identity_token(&target, "restore", Identity::Restore)
+        .await;
     let env = token_env(&target, &target_mounts, &restore_token);
     let run = restore(
         &env,

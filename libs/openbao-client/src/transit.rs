@@ -492,12 +492,25 @@ impl Transit {
                 item
             })
             .collect();
-        let answer = self
-            .post_batch(&path, &json!({ "batch_input": items }))
-            .await?;
-        batch(&path, &answer, plaintexts.len(), |item| {
+        self.run_batch(&path, items, |item| {
             encrypted(&path, item).map_err(|e| e.to_string())
         })
+        .await
+    }
+
+    /// Sends `items` as one `batch_input` request to `path` and decodes each
+    /// answer item with `decode`.
+    async fn run_batch<T>(
+        &self,
+        path: &str,
+        items: Vec<Value>,
+        decode: impl Fn(&Value) -> std::result::Result<T, String>,
+    ) -> Result<Vec<BatchItem<T>>> {
+        let count = items.len();
+        let answer = self
+            .post_batch(path, &json!({ "batch_input": items }))
+            .await?;
+        batch(path, &answer, count, decode)
     }
 
     /// Decrypts many ciphertexts in one request (`batch_input`).
@@ -511,12 +524,10 @@ impl Transit {
             .iter()
             .map(|c| json!({ "ciphertext": c }))
             .collect();
-        let answer = self
-            .post_batch(&path, &json!({ "batch_input": items }))
-            .await?;
-        batch(&path, &answer, ciphertexts.len(), |item| {
+        self.run_batch(&path, items, |item| {
             plaintext(&path, item).map_err(|e| e.to_string())
         })
+        .await
     }
 
     /// Re-wraps many ciphertexts to the latest version in one request.
@@ -530,12 +541,10 @@ impl Transit {
             .iter()
             .map(|c| json!({ "ciphertext": c }))
             .collect();
-        let answer = self
-            .post_batch(&path, &json!({ "batch_input": items }))
-            .await?;
-        batch(&path, &answer, ciphertexts.len(), |item| {
+        self.run_batch(&path, items, |item| {
             encrypted(&path, item).map_err(|e| e.to_string())
         })
+        .await
     }
 
     /// The engine's RSA-4096 public wrapping key (PEM), for BYOK imports.
