@@ -1,4 +1,15 @@
-//! The controller's pure core: everything that can be decided without a
-//! client. The async shell (watch, apply, status) is a later step.
+//! The controller: pure renderers and decisions, and the thin async shell
+//! that watches `OpenBaoCluster` objects, applies what the renderers say,
+//! talks to OpenBao and writes status.
 
+pub mod apply;
+pub mod context;
+pub mod dns;
+pub mod metrics;
+pub mod openbao;
+pub mod reconcile;
 pub mod render;
+pub mod run;
+pub mod serve;
+pub mod status;
+pub mod tls;

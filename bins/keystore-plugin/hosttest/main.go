@@ -13,6 +13,7 @@
 //	{"method": "health"}                              grpc.health.v1 Check("plugin"), like CMK's watcher
 //	{"method": "info"}                                plugin info (name, type, build)
 //	{"method": "bench", "bench": {...}}               load test, see bench.go
+//	{"method": "parallel", "calls": [{...}, ...]}     the calls at once; their answers in order
 //	{"method": "byok_wrap"|"local_decrypt", ...}      a BYOK customer's local steps, see byok.go
 //	{"method": "close"}                               catalog.Close (Deinit, Shutdown, kill)
 package main
@@ -27,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bufbuild/protocompile"
@@ -74,6 +76,7 @@ type command struct {
 	Method  string          `json:"method"`
 	Request json.RawMessage `json:"request"`
 	Bench   *benchSpec      `json:"bench"`
+	Calls   []command       `json:"calls"`
 	Timeout int             `json:"timeout_ms"`
 }
 
@@ -168,6 +171,8 @@ func (h *host) run(cmd command) any {
 		return result(resp, err)
 	case "bench":
 		return h.bench(ctx, cmd.Bench)
+	case "parallel":
+		return h.parallel(cmd.Calls)
 	case "byok_wrap":
 		return byokWrap(cmd.Request)
 	case "local_decrypt":
@@ -205,6 +210,22 @@ func (h *host) run(cmd command) any {
 		return call(ctx, cmd.Request, &operationsv1.ExtractKeyRegionRequest{}, ops.ExtractKeyRegion)
 	}
 	return answer{Code: "HostError", Message: "unknown method " + cmd.Method}
+}
+
+// parallel starts every call at once, as concurrent CMK requests would
+// arrive, and answers with their answers in the calls' order.
+func (h *host) parallel(calls []command) any {
+	answers := make([]any, len(calls))
+	var wg sync.WaitGroup
+	for i, c := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i] = h.run(c)
+		}()
+	}
+	wg.Wait()
+	return map[string]any{"code": "OK", "answers": answers}
 }
 
 // call decodes the protojson request, calls the SDK client and encodes the answer.

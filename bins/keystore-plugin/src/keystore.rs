@@ -13,10 +13,11 @@ use openbao_client::transit::{
     CreateKey, EncryptOptions, Encrypted, ImportKey, KeyConfig, KeyInfo, Transit,
 };
 use openbao_client::{Client, ClientConfig, Error as BaoError, RetryPolicy, TokenKeeper};
-use secrecy::SecretString;
+use secrecy::{SecretSlice, SecretString};
 use serde_json::{Map, Value, json};
 use tonic::Status;
 
+use crate::batch::{self, BatchStats, Batches};
 use crate::config::{self, PluginConfig, Stage, Target};
 use crate::mapping::{self, KeyRef, Rpc};
 use crate::proto::plugin::keystore::operations::v1 as ops;
@@ -31,6 +32,7 @@ const MAX_SESSIONS: usize = 1024;
 pub struct Session {
     keeper: TokenKeeper,
     description: String,
+    batches: Batches,
 }
 
 impl Session {
@@ -51,6 +53,11 @@ impl Session {
 
     pub fn description(&self) -> &str {
         &self.description
+    }
+
+    /// The session's L1 crypto queues (see [`crate::batch`]).
+    pub fn batches(&self) -> &Batches {
+        &self.batches
     }
 }
 
@@ -152,6 +159,7 @@ impl Keystore {
         let session = Arc::new(Session {
             keeper: TokenKeeper::new(client, target.login()),
             description: target.auth.describe(),
+            batches: Batches::default(),
         });
         tracing::debug!(login = %session.description, address = %target.address, "new OpenBao session");
         sessions.insert(key, session.clone());
@@ -647,23 +655,19 @@ impl L1Key {
     }
 
     /// Wraps `plaintext` with the latest version (or `key_version`).
+    /// Concurrent calls for this key share Transit requests ([`crate::batch`]).
     pub async fn encrypt(
         &self,
         plaintext: &[u8],
         key_version: Option<u32>,
         associated_data: Option<&[u8]>,
     ) -> Result<Encrypted, Status> {
-        let name = self.key.name.as_str();
-        let options = &EncryptOptions {
+        let options = EncryptOptions {
             key_version,
             associated_data: associated_data.map(<[u8]>::to_vec),
         };
-        self.session
-            .transit(&self.key.mount, |t| async move {
-                t.encrypt(name, plaintext, options).await
-            })
-            .await
-            .map_err(Self::map)
+        let item = (SecretSlice::from(plaintext.to_vec()), options);
+        batch::submit::<batch::Encrypt>(&self.session, &self.key, item).await
     }
 
     /// Unwraps a `vault:v<n>:` ciphertext.
@@ -671,19 +675,10 @@ impl L1Key {
         &self,
         ciphertext: &str,
         associated_data: Option<&[u8]>,
-    ) -> Result<secrecy::SecretSlice<u8>, Status> {
-        if openbao_client::transit::ciphertext_version(ciphertext).is_none() {
-            return Err(Status::invalid_argument(
-                "the ciphertext is not in Transit's vault:v<n>:<base64> format",
-            ));
-        }
-        let name = self.key.name.as_str();
-        self.session
-            .transit(&self.key.mount, |t| async move {
-                t.decrypt(name, ciphertext, associated_data).await
-            })
-            .await
-            .map_err(Self::map)
+    ) -> Result<SecretSlice<u8>, Status> {
+        check_format(ciphertext)?;
+        let item = (ciphertext.to_owned(), associated_data.map(<[u8]>::to_vec));
+        batch::submit::<batch::Decrypt>(&self.session, &self.key, item).await
     }
 
     /// Re-wraps a ciphertext to the latest version (or `key_version`)
@@ -693,18 +688,15 @@ impl L1Key {
         ciphertext: &str,
         key_version: Option<u32>,
     ) -> Result<Encrypted, Status> {
-        if openbao_client::transit::ciphertext_version(ciphertext).is_none() {
-            return Err(Status::invalid_argument(
-                "the ciphertext is not in Transit's vault:v<n>:<base64> format",
-            ));
-        }
-        let name = self.key.name.as_str();
-        self.session
-            .transit(&self.key.mount, |t| async move {
-                t.rewrap(name, ciphertext, key_version).await
-            })
-            .await
-            .map_err(Self::map)
+        check_format(ciphertext)?;
+        let item = (ciphertext.to_owned(), key_version);
+        batch::submit::<batch::Rewrap>(&self.session, &self.key, item).await
+    }
+
+    /// Batch requests and the calls they carried so far, for this key's
+    /// session (every key of the same identity counts).
+    pub fn batch_stats(&self) -> BatchStats {
+        self.session.batches().stats()
     }
 
     /// Adds a key version (needs the management policy); returns the new
@@ -721,6 +713,16 @@ impl L1Key {
     pub async fn latest_version(&self) -> Result<u32, Status> {
         let info = Keystore::read_existing(&self.session, &self.key, Rpc::Other).await?;
         Ok(info.latest_version)
+    }
+}
+
+/// Refuses what cannot be a Transit ciphertext before calling OpenBao.
+fn check_format(ciphertext: &str) -> Result<(), Status> {
+    match openbao_client::transit::ciphertext_version(ciphertext) {
+        Some(_) => Ok(()),
+        None => Err(Status::invalid_argument(
+            "the ciphertext is not in Transit's vault:v<n>:<base64> format",
+        )),
     }
 }
 

@@ -28,7 +28,7 @@ pub const MSG_ACCESS_DATA: &str = "invalid key access data";
 pub const ERROR_DOMAIN: &str = "openbao.keystore.openkcm";
 
 /// A key in OpenBao: mount and name. Its native id is `<mount>/<name>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyRef {
     pub mount: String,
     pub name: String,

@@ -91,3 +91,5 @@ pub const UNSEAL_KEY: &str = "key";
 pub const CONFIG_KEY: &str = "config.hcl";
 /// Key of the self-init configuration in [`self_init_config_map`].
 pub const SELF_INIT_KEY: &str = "self-init.hcl";
+/// Key of the root token Secret (Development clusters initialized by the operator).
+pub const ROOT_TOKEN: &str = "token";

@@ -89,6 +89,8 @@ pub struct ClientConfig {
     /// Longest pause between two reads of a response body.
     pub read_timeout: Duration,
     pub retry: RetryPolicy,
+    /// Name resolution other than the system's, e.g. a test cluster's DNS.
+    pub dns_resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -123,7 +125,13 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(60),
             retry: RetryPolicy::default(),
+            dns_resolver: None,
         })
+    }
+
+    pub fn with_dns_resolver(mut self, resolver: Arc<dyn reqwest::dns::Resolve>) -> Self {
+        self.dns_resolver = Some(resolver);
+        self
     }
 
     pub fn with_ca_pem(mut self, pem: impl Into<String>) -> Self {
@@ -188,6 +196,9 @@ impl Client {
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
             .use_preconfigured_tls(tls_config(&config)?);
+        if let Some(resolver) = &config.dns_resolver {
+            builder = builder.dns_resolver(resolver.clone());
+        }
         if let Some(name) = &config.tls_server_name {
             // Dial the configured address but verify the certificate for `name`.
             let host = config.address.host_str().unwrap_or_default();

@@ -268,8 +268,9 @@ impl fmt::Debug for ImportKey {
     }
 }
 
-/// One item of a batch answer: the result or OpenBao's error for that item.
-pub type BatchItem<T> = std::result::Result<T, String>;
+/// One item of a batch answer: the result, or OpenBao's error for that item
+/// as the same call alone would have returned it.
+pub type BatchItem<T> = std::result::Result<T, Error>;
 
 /// A Transit mount reached through one client (and its token).
 #[derive(Debug, Clone)]
@@ -327,10 +328,11 @@ impl Transit {
         self.client.call_json(Method::POST, path, Some(body)).await
     }
 
-    /// Posts a batch. OpenBao answers 400 when any item fails, with every
-    /// item's result (plaintexts included) in the body: that answer is
+    /// Posts a batch; the answer's status and body. OpenBao answers 400 when
+    /// an item has a user error and 500 when one has an internal error, with
+    /// every item's result (plaintexts included) in the body: that answer is
     /// parsed here per item and never turned into an error message.
-    async fn post_batch(&self, path: &str, body: &Value) -> Result<Value> {
+    async fn post_batch(&self, path: &str, body: &Value) -> Result<(reqwest::StatusCode, Value)> {
         let transport = |source: reqwest::Error| Error::Transport {
             path: path.to_owned(),
             source: source.without_url(),
@@ -349,11 +351,16 @@ impl Transit {
         let has_results = answer
             .as_ref()
             .is_some_and(|a| a["data"]["batch_results"].is_array());
-        if status.is_success() || (status == reqwest::StatusCode::BAD_REQUEST && has_results) {
-            return answer.ok_or_else(|| Error::Decode {
+        let per_item = matches!(
+            status,
+            reqwest::StatusCode::BAD_REQUEST | reqwest::StatusCode::INTERNAL_SERVER_ERROR
+        );
+        if status.is_success() || (per_item && has_results) {
+            let answer = answer.ok_or_else(|| Error::Decode {
                 path: path.to_owned(),
                 message: "the batch answer is not JSON".into(),
-            });
+            })?;
+            return Ok((status, answer));
         }
         Err(Error::from_response(path, status, &bytes))
     }
@@ -438,8 +445,7 @@ impl Transit {
         options: &EncryptOptions,
     ) -> Result<Encrypted> {
         let path = self.path("encrypt", name)?;
-        let mut body = json!({ "plaintext": base64_encode(plaintext) });
-        add_options(&mut body, options);
+        let body = encrypt_item(plaintext, options);
         let answer = required(self.post(&path, &body).await?, &path)?;
         encrypted(&path, &answer["data"])
     }
@@ -451,10 +457,7 @@ impl Transit {
         associated_data: Option<&[u8]>,
     ) -> Result<SecretSlice<u8>> {
         let path = self.path("decrypt", name)?;
-        let mut body = json!({ "ciphertext": ciphertext });
-        if let Some(ad) = associated_data {
-            body["associated_data"] = Value::String(base64_encode(ad));
-        }
+        let body = decrypt_item(ciphertext, associated_data);
         let answer = required(self.post(&path, &body).await?, &path)?;
         plaintext(&path, &answer["data"])
     }
@@ -468,10 +471,7 @@ impl Transit {
         key_version: Option<u32>,
     ) -> Result<Encrypted> {
         let path = self.path("rewrap", name)?;
-        let mut body = json!({ "ciphertext": ciphertext });
-        if let Some(version) = key_version {
-            body["key_version"] = json!(version);
-        }
+        let body = rewrap_item(ciphertext, key_version);
         let answer = required(self.post(&path, &body).await?, &path)?;
         encrypted(&path, &answer["data"])
     }
@@ -483,19 +483,21 @@ impl Transit {
         plaintexts: &[&[u8]],
         options: &EncryptOptions,
     ) -> Result<Vec<BatchItem<Encrypted>>> {
+        let items: Vec<(&[u8], &EncryptOptions)> =
+            plaintexts.iter().map(|p| (*p, options)).collect();
+        self.encrypt_each(name, &items).await
+    }
+
+    /// Encrypts many plaintexts, each with its own options, in one request.
+    pub async fn encrypt_each(
+        &self,
+        name: &str,
+        items: &[(&[u8], &EncryptOptions)],
+    ) -> Result<Vec<BatchItem<Encrypted>>> {
         let path = self.path("encrypt", name)?;
-        let items: Vec<Value> = plaintexts
-            .iter()
-            .map(|p| {
-                let mut item = json!({ "plaintext": base64_encode(p) });
-                add_options(&mut item, options);
-                item
-            })
-            .collect();
-        self.run_batch(&path, items, |item| {
-            encrypted(&path, item).map_err(|e| e.to_string())
-        })
-        .await
+        let items = items.iter().map(|(p, o)| encrypt_item(p, o)).collect();
+        self.run_batch(&path, items, |item| encrypted(&path, item))
+            .await
     }
 
     /// Sends `items` as one `batch_input` request to `path` and decodes each
@@ -504,13 +506,13 @@ impl Transit {
         &self,
         path: &str,
         items: Vec<Value>,
-        decode: impl Fn(&Value) -> std::result::Result<T, String>,
+        decode: impl Fn(&Value) -> Result<T>,
     ) -> Result<Vec<BatchItem<T>>> {
         let count = items.len();
-        let answer = self
+        let (status, answer) = self
             .post_batch(path, &json!({ "batch_input": items }))
             .await?;
-        batch(path, &answer, count, decode)
+        batch(path, status, &answer, count, decode)
     }
 
     /// Decrypts many ciphertexts in one request (`batch_input`).
@@ -519,15 +521,21 @@ impl Transit {
         name: &str,
         ciphertexts: &[&str],
     ) -> Result<Vec<BatchItem<SecretSlice<u8>>>> {
+        let items: Vec<(&str, Option<&[u8]>)> = ciphertexts.iter().map(|c| (*c, None)).collect();
+        self.decrypt_each(name, &items).await
+    }
+
+    /// Decrypts many ciphertexts, each with its own associated data, in one
+    /// request.
+    pub async fn decrypt_each(
+        &self,
+        name: &str,
+        items: &[(&str, Option<&[u8]>)],
+    ) -> Result<Vec<BatchItem<SecretSlice<u8>>>> {
         let path = self.path("decrypt", name)?;
-        let items: Vec<Value> = ciphertexts
-            .iter()
-            .map(|c| json!({ "ciphertext": c }))
-            .collect();
-        self.run_batch(&path, items, |item| {
-            plaintext(&path, item).map_err(|e| e.to_string())
-        })
-        .await
+        let items = items.iter().map(|(c, ad)| decrypt_item(c, *ad)).collect();
+        self.run_batch(&path, items, |item| plaintext(&path, item))
+            .await
     }
 
     /// Re-wraps many ciphertexts to the latest version in one request.
@@ -536,15 +544,21 @@ impl Transit {
         name: &str,
         ciphertexts: &[&str],
     ) -> Result<Vec<BatchItem<Encrypted>>> {
+        let items: Vec<(&str, Option<u32>)> = ciphertexts.iter().map(|c| (*c, None)).collect();
+        self.rewrap_each(name, &items).await
+    }
+
+    /// Re-wraps many ciphertexts, each to its own version (the latest when
+    /// `None`), in one request.
+    pub async fn rewrap_each(
+        &self,
+        name: &str,
+        items: &[(&str, Option<u32>)],
+    ) -> Result<Vec<BatchItem<Encrypted>>> {
         let path = self.path("rewrap", name)?;
-        let items: Vec<Value> = ciphertexts
-            .iter()
-            .map(|c| json!({ "ciphertext": c }))
-            .collect();
-        self.run_batch(&path, items, |item| {
-            encrypted(&path, item).map_err(|e| e.to_string())
-        })
-        .await
+        let items = items.iter().map(|(c, v)| rewrap_item(c, *v)).collect();
+        self.run_batch(&path, items, |item| encrypted(&path, item))
+            .await
     }
 
     /// The engine's RSA-4096 public wrapping key (PEM), for BYOK imports.
@@ -592,13 +606,34 @@ fn to_json<T: Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
-fn add_options(body: &mut Value, options: &EncryptOptions) {
+/// The body of one encryption, alone or as a batch item.
+fn encrypt_item(plaintext: &[u8], options: &EncryptOptions) -> Value {
+    let mut body = json!({ "plaintext": base64_encode(plaintext) });
     if let Some(version) = options.key_version {
         body["key_version"] = json!(version);
     }
     if let Some(ad) = &options.associated_data {
         body["associated_data"] = Value::String(base64_encode(ad));
     }
+    body
+}
+
+/// The body of one decryption, alone or as a batch item.
+fn decrypt_item(ciphertext: &str, associated_data: Option<&[u8]>) -> Value {
+    let mut body = json!({ "ciphertext": ciphertext });
+    if let Some(ad) = associated_data {
+        body["associated_data"] = Value::String(base64_encode(ad));
+    }
+    body
+}
+
+/// The body of one re-wrap, alone or as a batch item.
+fn rewrap_item(ciphertext: &str, key_version: Option<u32>) -> Value {
+    let mut body = json!({ "ciphertext": ciphertext });
+    if let Some(version) = key_version {
+        body["key_version"] = json!(version);
+    }
+    body
 }
 
 fn encrypted(path: &str, data: &Value) -> Result<Encrypted> {
@@ -630,11 +665,16 @@ fn plaintext(path: &str, data: &Value) -> Result<SecretSlice<u8>> {
         })
 }
 
+/// Splits a batch answer into per-item results. An item's error is built
+/// as OpenBao answers that item alone: with the batch's status when it is
+/// an error status, else 400 (a rewrap batch, or a non-AEAD
+/// `associated_data` item, answers 200 with per-item errors).
 fn batch<T>(
     path: &str,
+    status: reqwest::StatusCode,
     answer: &Value,
     expected: usize,
-    item: impl Fn(&Value) -> BatchItem<T>,
+    item: impl Fn(&Value) -> Result<T>,
 ) -> Result<Vec<BatchItem<T>>> {
     let results = answer["data"]["batch_results"]
         .as_array()
@@ -648,10 +688,20 @@ fn batch<T>(
             message: format!("{} batch results for {expected} items", results.len()),
         });
     }
+    let item_status = if status.is_success() {
+        reqwest::StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
     Ok(results
         .iter()
         .map(|result| match result["error"].as_str() {
-            Some(error) if !error.is_empty() => Err(error.to_owned()),
+            Some(error) if !error.is_empty() => {
+                // The same body an unbatched call gets, so the message is
+                // cleaned exactly as it would be then.
+                let body = json!({ "errors": [error] }).to_string();
+                Err(Error::from_response(path, item_status, body.as_bytes()))
+            }
             _ => item(result),
         })
         .collect())
@@ -791,15 +841,21 @@ mod tests {
             {"ciphertext": "vault:v1:AAAA", "key_version": 1},
             {"error": "refusing to use soft-deleted key"}
         ]}});
-        let items = batch("p", &answer, 2, |item| {
-            encrypted("p", item).map_err(|e| e.to_string())
-        })
-        .unwrap();
+        let ok = reqwest::StatusCode::OK;
+        let items = batch("p", ok, &answer, 2, |item| encrypted("p", item)).unwrap();
         assert_eq!(items[0].as_ref().unwrap().key_version, 1);
-        assert_eq!(
-            items[1].as_ref().unwrap_err(),
-            "refusing to use soft-deleted key"
+        let error = items[1].as_ref().unwrap_err();
+        assert!(
+            matches!(error, Error::BadRequest { message, .. } if message == "refusing to use soft-deleted key"),
+            "{error:?}"
         );
-        assert!(batch("p", &answer, 3, |_| Ok(())).is_err());
+        let internal = reqwest::StatusCode::INTERNAL_SERVER_ERROR;
+        let items = batch("p", internal, &answer, 2, |item| encrypted("p", item)).unwrap();
+        assert!(
+            matches!(&items[1], Err(Error::Server { status, .. }) if *status == internal),
+            "{:?}",
+            items[1]
+        );
+        assert!(batch("p", ok, &answer, 3, |_| Ok(())).is_err());
     }
 }

@@ -97,6 +97,7 @@ pub fn file_audit(path: &str) -> AuditDevice {
 pub fn inputs() -> Inputs {
     Inputs {
         static_key_id: "dev-1".into(),
+        jwks_url: None,
         config_hash: "c0ffee".into(),
         tls_hash: "7e57".into(),
         ..Inputs::in_pod(

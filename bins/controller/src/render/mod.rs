@@ -121,6 +121,12 @@ pub struct Inputs {
     pub service_account_issuer: String,
     /// Id of the static seal key, read from the unseal Secret's annotation.
     pub static_key_id: String,
+    /// Where OpenBao fetches the service-account issuer's signing keys when
+    /// the issuer's discovery document is not reachable from the pods
+    /// (e.g. `https://kubernetes.default.svc/openid/v1/jwks`); `None` uses
+    /// OIDC discovery. Either way keys are fetched live, so a signing-key
+    /// rotation keeps working.
+    pub jwks_url: Option<String>,
     /// SHA-256 of the rendered configuration (see [`config::hash`]).
     pub config_hash: String,
     /// SHA-256 of the TLS material the pods mount; empty for ACME.
@@ -137,6 +143,7 @@ impl Inputs {
             operator_namespace: operator_namespace.to_owned(),
             service_account_issuer: service_account_issuer.to_owned(),
             static_key_id: String::new(),
+            jwks_url: None,
             config_hash: String::new(),
             tls_hash: String::new(),
         }

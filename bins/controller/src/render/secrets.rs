@@ -2,14 +2,14 @@
 //! a CA is an argument, so these stay pure: the caller draws the random
 //! bytes and issues the certificates.
 //!
-//! The unseal key and the CA carry no owner reference: garbage collection
-//! must never delete the only key to a cluster's data because the
-//! `OpenBaoCluster` was deleted while the controller was not running. The
-//! deletion policy removes them explicitly (`DeleteAll`).
+//! The unseal key, the CA and a Development root token carry no owner
+//! reference unless `deletionPolicy` is `DeleteAll`: deleting the
+//! `OpenBaoCluster` must not take the only key to data that was kept.
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use lifecycle_types::cluster::DeletionPolicy;
 use lifecycle_types::{OpenBaoCluster, labels, names};
 
 use super::config::{TLS_CA, TLS_CERT, TLS_KEY};
@@ -18,7 +18,12 @@ use super::{RenderError, common_labels, name_and_namespace, owned_metadata};
 /// A static seal key: exactly 32 bytes (AES-256).
 pub type SealKey = [u8; 32];
 
-fn unowned_metadata(cluster: &OpenBaoCluster, object: String) -> Result<ObjectMeta, RenderError> {
+/// Metadata of a key Secret (seal key, CA, root token): owned, and so
+/// garbage-collected with the cluster, only under `deletionPolicy: DeleteAll`.
+fn key_metadata(cluster: &OpenBaoCluster, object: String) -> Result<ObjectMeta, RenderError> {
+    if cluster.spec.deletion_policy == DeletionPolicy::DeleteAll {
+        return owned_metadata(cluster, object);
+    }
     let (name, namespace) = name_and_namespace(cluster)?;
     Ok(ObjectMeta {
         name: Some(object),
@@ -37,7 +42,7 @@ pub fn unseal_secret(
     key_id: &str,
 ) -> Result<Secret, RenderError> {
     let (name, _) = name_and_namespace(cluster)?;
-    let mut metadata = unowned_metadata(cluster, names::unseal_secret(name))?;
+    let mut metadata = key_metadata(cluster, names::unseal_secret(name))?;
     metadata.annotations = Some([(labels::SEAL_KEY_ID.to_owned(), key_id.to_owned())].into());
     Ok(Secret {
         metadata,
@@ -87,7 +92,7 @@ pub fn tls_ca_secret(
 ) -> Result<Secret, RenderError> {
     let (name, _) = name_and_namespace(cluster)?;
     Ok(Secret {
-        metadata: unowned_metadata(cluster, names::tls_ca_secret(name))?,
+        metadata: key_metadata(cluster, names::tls_ca_secret(name))?,
         type_: Some("kubernetes.io/tls".to_owned()),
         data: Some(
             [
@@ -134,6 +139,26 @@ pub fn server_sans(cluster: &OpenBaoCluster) -> Result<Vec<String>, RenderError>
     let mut seen = std::collections::BTreeSet::new();
     sans.retain(|san| seen.insert(san.clone()));
     Ok(sans)
+}
+
+/// The root token of a Development cluster initialized through the
+/// operator's `sys/init`. A `ProductionReady` gap and a warning Event
+/// accompany it; Hardened clusters never have one.
+pub fn root_token_secret(cluster: &OpenBaoCluster, token: &str) -> Result<Secret, RenderError> {
+    let (name, _) = name_and_namespace(cluster)?;
+    Ok(Secret {
+        metadata: key_metadata(cluster, names::root_token_secret(name))?,
+        immutable: Some(true),
+        type_: Some("Opaque".to_owned()),
+        data: Some(
+            [(
+                names::ROOT_TOKEN.to_owned(),
+                ByteString(token.as_bytes().to_vec()),
+            )]
+            .into(),
+        ),
+        ..Secret::default()
+    })
 }
 
 #[cfg(test)]

@@ -53,86 +53,17 @@ pub fn body(cluster: &OpenBaoCluster, inputs: &Inputs) -> Result<Option<Body>, R
     if !spec.self_init.enabled {
         return Ok(None);
     }
-    let (name, namespace) = name_and_namespace(cluster)?;
     let mut body = Body::builder();
 
-    let oidc = &spec.self_init.oidc;
-    if oidc.enabled {
-        // Discovery, not pinned keys: OpenBao fetches the issuer's JWKS and
-        // refreshes it, so rotating the service-account signing key does not
-        // break logins. The Kubernetes API server's issuer is verified with
-        // the CA of the pod's own service-account mount.
-        let issuer = oidc
-            .issuer
-            .clone()
-            .unwrap_or_else(|| inputs.service_account_issuer.clone());
-        let mut config = json!({
-            "oidc_discovery_url": issuer,
-            "bound_issuer": issuer,
-        });
-        if oidc.issuer.is_none() {
-            config["oidc_discovery_ca_pem"] = json!({
-                "eval_type": "string",
-                "eval_source": "file",
-                "path": inputs.paths.kube_ca_file,
-            });
+    if spec.self_init.oidc.enabled {
+        let ca = KubeCa::File(inputs.paths.kube_ca_file.clone());
+        for (block, requests) in operator_requests(cluster, inputs, &ca)? {
+            let mut built = Vec::new();
+            for r in requests {
+                built.push(request(&r.name, "update", &r.path, r.data, false)?);
+            }
+            body = body.add_block(initialize(block, built));
         }
-        body = body.add_block(initialize(
-            OPERATOR_AUTH_BLOCK,
-            vec![
-                request(
-                    "enable-jwt",
-                    "update",
-                    &format!("sys/auth/{JWT_AUTH_MOUNT}"),
-                    json!({"type": "jwt", "description": "openbao-operator identities (projected ServiceAccount tokens)"}),
-                    false,
-                )?,
-                request(
-                    "jwt-config",
-                    "update",
-                    &format!("auth/{JWT_AUTH_MOUNT}/config"),
-                    config,
-                    false,
-                )?,
-            ],
-        ));
-
-        let mut policies = Vec::new();
-        for identity in Identity::ALL {
-            policies.push(request(
-                identity.policy_name(),
-                "update",
-                &format!("sys/policies/acl/{}", identity.policy_name()),
-                json!({"policy": identity.policy_hcl()}),
-                false,
-            )?);
-        }
-        body = body.add_block(initialize(OPERATOR_POLICIES_BLOCK, policies));
-
-        let vars = SubjectVars {
-            operator_namespace: &inputs.operator_namespace,
-            namespace,
-            cluster: name,
-        };
-        let roles = jwt_roles().map_err(|source| RenderError::Identities {
-            what: "JWT role",
-            source,
-        })?;
-        let mut requests = Vec::new();
-        for role in roles {
-            let mut data = role.request_body(&vars);
-            // The cluster's audience, so every identity's projected token
-            // (minted with spec.selfInit.oidc.audience) is accepted.
-            data["bound_audiences"] = json!([oidc.audience]);
-            requests.push(request(
-                &role.name,
-                "update",
-                &format!("auth/{JWT_AUTH_MOUNT}/role/{}", role.name),
-                data,
-                false,
-            )?);
-        }
-        body = body.add_block(initialize(OPERATOR_ROLES_BLOCK, requests));
     }
 
     if spec.unseal.type_ == UnsealType::Static {
@@ -159,6 +90,128 @@ pub fn body(cluster: &OpenBaoCluster, inputs: &Inputs) -> Result<Option<Body>, R
         body = body.add_block(initialize(USER_BLOCK, requests));
     }
     Ok(Some(body.build()))
+}
+
+/// How OpenBao gets the Kubernetes API server's CA for OIDC discovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KubeCa {
+    /// Read by the bootstrap pod from this file (self-init).
+    File(String),
+    /// Sent inline (the operator's own bootstrap over the API).
+    Pem(String),
+}
+
+/// One write of the operator's bootstrap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorRequest {
+    pub name: String,
+    pub path: String,
+    pub data: Value,
+}
+
+/// The operator's own bootstrap, in order and grouped by `initialize`
+/// block: the JWT auth method, one policy per identity, the JWT roles.
+/// Self-init renders it as HCL; a Development cluster initialized through
+/// `sys/init` gets the same writes over the API, so the controller uses its
+/// JWT role either way and never the root token after bootstrap.
+pub fn operator_requests(
+    cluster: &OpenBaoCluster,
+    inputs: &Inputs,
+    ca: &KubeCa,
+) -> Result<Vec<(&'static str, Vec<OperatorRequest>)>, RenderError> {
+    let (name, namespace) = name_and_namespace(cluster)?;
+    let oidc = &cluster.spec.self_init.oidc;
+    let write = |name: &str, path: String, data: Value| OperatorRequest {
+        name: name.to_owned(),
+        path,
+        data,
+    };
+    // Discovery, not pinned keys: OpenBao fetches the issuer's JWKS and
+    // refreshes it, so rotating the service-account signing key does not
+    // break logins. The Kubernetes API server's issuer is verified with
+    // its own CA.
+    let issuer = oidc
+        .issuer
+        .clone()
+        .unwrap_or_else(|| inputs.service_account_issuer.clone());
+    let ca_value = match ca {
+        KubeCa::File(path) => json!({
+            "eval_type": "string",
+            "eval_source": "file",
+            "path": path,
+        }),
+        KubeCa::Pem(pem) => json!(pem),
+    };
+    let config = match (&oidc.issuer, &inputs.jwks_url) {
+        // The API server's keys at an address the pods reach, checked
+        // against the issuer the tokens carry.
+        (None, Some(jwks_url)) => json!({
+            "jwks_url": jwks_url,
+            "jwks_ca_pem": ca_value,
+            "bound_issuer": issuer,
+        }),
+        (None, None) => json!({
+            "oidc_discovery_url": issuer,
+            "oidc_discovery_ca_pem": ca_value,
+            "bound_issuer": issuer,
+        }),
+        (Some(_), _) => json!({
+            "oidc_discovery_url": issuer,
+            "bound_issuer": issuer,
+        }),
+    };
+    let auth = vec![
+        write(
+            "enable-jwt",
+            format!("sys/auth/{JWT_AUTH_MOUNT}"),
+            json!({"type": "jwt", "description": "openbao-operator identities (projected ServiceAccount tokens)"}),
+        ),
+        write(
+            "jwt-config",
+            format!("auth/{JWT_AUTH_MOUNT}/config"),
+            config,
+        ),
+    ];
+
+    let policies = Identity::ALL
+        .iter()
+        .map(|identity| {
+            write(
+                identity.policy_name(),
+                format!("sys/policies/acl/{}", identity.policy_name()),
+                json!({"policy": identity.policy_hcl()}),
+            )
+        })
+        .collect();
+
+    let vars = SubjectVars {
+        operator_namespace: &inputs.operator_namespace,
+        namespace,
+        cluster: name,
+    };
+    let roles = jwt_roles()
+        .map_err(|source| RenderError::Identities {
+            what: "JWT role",
+            source,
+        })?
+        .into_iter()
+        .map(|role| {
+            let mut data = role.request_body(&vars);
+            // The cluster's audience, so every identity's projected token
+            // (minted with spec.selfInit.oidc.audience) is accepted.
+            data["bound_audiences"] = json!([oidc.audience]);
+            write(
+                &role.name,
+                format!("auth/{JWT_AUTH_MOUNT}/role/{}", role.name),
+                data,
+            )
+        })
+        .collect();
+    Ok(vec![
+        (OPERATOR_AUTH_BLOCK, auth),
+        (OPERATOR_POLICIES_BLOCK, policies),
+        (OPERATOR_ROLES_BLOCK, roles),
+    ])
 }
 
 /// Environment variable of the bootstrap pod that carries a Secret-backed

@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use lifecycle_types::OpenBaoCluster;
-use lifecycle_types::cluster::{AuditType, SecretSource, TlsMode, UnsealType};
+use lifecycle_types::cluster::{AuditType, DeletionPolicy, SecretSource, TlsMode, UnsealType};
 use lifecycle_types::{labels, names};
 use serde_json::{Value, json};
 
@@ -367,8 +367,14 @@ pub fn statefulset(cluster: &OpenBaoCluster, inputs: &Inputs) -> Result<Stateful
                 // self-init, they all join through retry_join.
                 "podManagementPolicy": "Parallel",
                 "updateStrategy": {"type": "OnDelete"},
-                // Claims outlive the set; the deletion policy decides.
-                "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+                // Deleting the cluster keeps the data unless the deletion
+                // policy says otherwise. A scaled-away pod's data is always
+                // dropped: its Raft peer was removed, and a later pod of the
+                // same ordinal must join fresh rather than as a stale peer.
+                "persistentVolumeClaimRetentionPolicy": {
+                    "whenDeleted": if spec.deletion_policy == DeletionPolicy::Retain { "Retain" } else { "Delete" },
+                    "whenScaled": "Delete",
+                },
                 "selector": {"matchLabels": selector_labels(name)},
                 "template": {
                     "metadata": {"labels": pod_labels, "annotations": annotations},

@@ -1,0 +1,109 @@
+//! Prometheus metrics served on `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a per-cluster series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// Every metric the controller exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub reconcile_duration: Histogram,
+    pub reconcile_errors: Family<ClusterLabels, Counter>,
+    pub ready_replicas: Family<ClusterLabels, Gauge>,
+    pub sealed_nodes: Family<ClusterLabels, Gauge>,
+    /// Seconds since the epoch at which the server certificate expires.
+    pub certificate_expiry: Family<ClusterLabels, Gauge<f64, AtomicU64>>,
+    pub api_writes: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("openbao_operator");
+        let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let reconcile_errors = Family::<ClusterLabels, Counter>::default();
+        let ready_replicas = Family::<ClusterLabels, Gauge>::default();
+        let sealed_nodes = Family::<ClusterLabels, Gauge>::default();
+        let certificate_expiry = Family::<ClusterLabels, Gauge<f64, AtomicU64>>::default();
+        let api_writes = Counter::default();
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile of an OpenBaoCluster took",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that ended in an error",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "ready_replicas",
+            "OpenBao pods that are initialized, unsealed and ready",
+            ready_replicas.clone(),
+        );
+        registry.register(
+            "sealed_nodes",
+            "OpenBao pods that answer sealed",
+            sealed_nodes.clone(),
+        );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the server certificate the pods use expires (Unix time)",
+            certificate_expiry.clone(),
+        );
+        registry.register(
+            "api_writes",
+            "Writes the controller sent to the Kubernetes API",
+            api_writes.clone(),
+        );
+        Self {
+            registry,
+            reconcile_duration,
+            reconcile_errors,
+            ready_replicas,
+            sealed_nodes,
+            certificate_expiry,
+            api_writes,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn observe_reconcile(&self, took: Duration) {
+        self.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    /// Drops a deleted cluster's series.
+    pub fn forget(&self, labels: &ClusterLabels) {
+        self.reconcile_errors.remove(labels);
+        self.ready_replicas.remove(labels);
+        self.sealed_nodes.remove(labels);
+        self.certificate_expiry.remove(labels);
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}

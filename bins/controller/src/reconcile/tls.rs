@@ -1,0 +1,172 @@
+//! Operator-managed TLS: the decisions of [`crate::tls`] carried out. The
+//! CA Secret is written before the server Secret, so a key is stored before
+//! anything depends on it; a controller killed between the two writes is
+//! asked for exactly the missing one on its next look.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::ResourceExt;
+use kube::api::ListParams;
+use kube::runtime::events::EventType;
+use lifecycle_types::conditions::reasons;
+use lifecycle_types::{OpenBaoCluster, labels, names};
+
+use super::secrets::{TlsState, tls_hash};
+use super::{ReconcileError, event};
+use crate::context::Context;
+use crate::render;
+use crate::status::TlsView;
+use crate::tls::{self, StoredTls, TlsAction, TlsPolicy};
+
+pub async fn operator_managed(
+    cluster: &OpenBaoCluster,
+    ctx: &Context,
+    paused: bool,
+) -> Result<TlsState, ReconcileError> {
+    let name = cluster.name_any();
+    let namespace = cluster.namespace().unwrap_or_default();
+    let applier = &ctx.applier;
+    let ca_secret = applier
+        .get::<Secret>(&namespace, &names::tls_ca_secret(&name))
+        .await?;
+    let server_secret = applier
+        .get::<Secret>(&namespace, &names::tls_server_secret(&name))
+        .await?;
+    let invalid = |message: String| TlsState {
+        ca_pem: None,
+        hash: String::new(),
+        view: TlsView {
+            ready: false,
+            reason: reasons::TLS_SECRET_INVALID,
+            message,
+        },
+        expiry: None,
+    };
+    let mut stored =
+        match StoredTls::from_secrets(&name, ca_secret.as_ref(), server_secret.as_ref()) {
+            Ok(stored) => stored,
+            Err(error) => return Ok(invalid(error.to_string())),
+        };
+    let policy = match TlsPolicy::from_rotation_period(&cluster.spec.tls.rotation_period) {
+        Ok(policy) => policy,
+        Err(error) => return Ok(invalid(format!("spec.tls.rotationPeriod: {error}"))),
+    };
+    let sans = render::secrets::server_sans(cluster)?;
+    let rolled_out = rolled_out(ctx, cluster, &stored).await?;
+    let state = match tls::TlsState::read(&stored, rolled_out) {
+        Ok(state) => state,
+        Err(error) => return Ok(invalid(error.to_string())),
+    };
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let action = tls::plan(&state, &sans, now, &policy);
+    let (reason, message) = match &action {
+        TlsAction::Keep => (reasons::CERTIFICATE_VALID, String::new()),
+        TlsAction::AwaitRollout { .. } | TlsAction::StartCaRotation { .. } => {
+            (reasons::CA_ROTATING, action.to_string())
+        }
+        other => (reasons::CERTIFICATE_RENEWING, other.to_string()),
+    };
+    if !paused && !matches!(action, TlsAction::Keep | TlsAction::AwaitRollout { .. }) {
+        let writes = tls::perform(&action, &stored, &sans, now, &policy)
+            .map_err(|e| ReconcileError::Tls(e.to_string()))?;
+        if let Some(ca) = &writes.ca_secret {
+            let mut secret = render::secrets::tls_ca_secret(cluster, "", "")?;
+            secret.data = Some(ca.data());
+            applier.apply(&secret).await?;
+        }
+        if let Some(server) = &writes.server_secret {
+            let mut secret = render::secrets::tls_server_secret(cluster, "", "", "")?;
+            secret.data = Some(server.data());
+            applier.apply(&secret).await?;
+        }
+        stored.apply(&writes);
+        event(
+            ctx,
+            cluster,
+            EventType::Normal,
+            action.kind(),
+            "ManageTLS",
+            &action.to_string(),
+        )
+        .await;
+    }
+    let Some(server) = &stored.server else {
+        return Ok(TlsState {
+            ca_pem: None,
+            hash: String::new(),
+            view: TlsView {
+                ready: false,
+                reason: reasons::TLS_SECRET_MISSING,
+                message: "the server certificate is not issued yet (paused?)".into(),
+            },
+            expiry: None,
+        });
+    };
+    let expiry = tls::inspect(&server.cert_pem).ok().map(|i| i.not_after);
+    let message = if message.is_empty() {
+        format!(
+            "operator-managed certificate valid until {}",
+            expiry.map(|e| e.to_string()).unwrap_or_default()
+        )
+    } else {
+        message
+    };
+    Ok(TlsState {
+        hash: tls_hash(&server.cert_pem, &stored.bundle_pem),
+        ca_pem: Some(stored.bundle_pem.clone()),
+        view: TlsView {
+            ready: true,
+            reason,
+            message,
+        },
+        expiry: expiry.map(|e| e.as_second()),
+    })
+}
+
+/// Every pod was started with the server Secret exactly as it is now: the
+/// StatefulSet's template carries its hash, and every pod runs that
+/// template's revision.
+async fn rolled_out(
+    ctx: &Context,
+    cluster: &OpenBaoCluster,
+    stored: &StoredTls,
+) -> Result<bool, ReconcileError> {
+    let Some(server) = &stored.server else {
+        return Ok(false);
+    };
+    let name = cluster.name_any();
+    let namespace = cluster.namespace().unwrap_or_default();
+    let Some(set) = ctx
+        .applier
+        .get::<StatefulSet>(&namespace, &names::statefulset(&name))
+        .await?
+    else {
+        return Ok(false);
+    };
+    let want = tls_hash(&server.cert_pem, &stored.bundle_pem);
+    let template_hash = set
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(labels::TLS_HASH));
+    if template_hash != Some(&want) {
+        return Ok(false);
+    }
+    let Some(revision) = set.status.as_ref().and_then(|s| s.update_revision.clone()) else {
+        return Ok(false);
+    };
+    let pods = ctx
+        .applier
+        .api::<Pod>(&namespace)
+        .list(&ListParams::default().labels(&format!("{}={name}", labels::CLUSTER)))
+        .await
+        .map_err(|source| crate::apply::api_error::<Pod>("list", &namespace, &name, source))?;
+    let replicas = set.spec.replicas.unwrap_or(0) as usize;
+    Ok(pods.items.len() >= replicas
+        && pods.items.iter().all(|p| {
+            p.labels().get("controller-revision-hash") == Some(&revision)
+                && p.metadata.deletion_timestamp.is_none()
+        }))
+}

@@ -1,0 +1,87 @@
+//! Wiring: the `kube::runtime::Controller` with its watches, run until
+//! shutdown. Owned objects are watched (metadata only, filtered to the
+//! operator's label), so a deleted Service or ConfigMap triggers a
+//! reconcile at once; pods are watched through their cluster label.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::Controller;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use lifecycle_types::{OpenBaoCluster, labels};
+
+use crate::context::Context;
+use crate::reconcile::{error_policy, reconcile};
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client().clone();
+    let managed = watcher::Config::default().labels(&format!(
+        "{}={}",
+        labels::APP_MANAGED_BY,
+        labels::MANAGED_BY_OPERATOR
+    ));
+    let pods = watcher::Config::default().labels(labels::CLUSTER);
+
+    let controller = Controller::new(
+        Api::<OpenBaoCluster>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let controller = owns::<StatefulSet>(controller, &client, &managed);
+    let controller = owns::<Service>(controller, &client, &managed);
+    let controller = owns::<ConfigMap>(controller, &client, &managed);
+    let controller = owns::<Secret>(controller, &client, &managed);
+    let controller = owns::<ServiceAccount>(controller, &client, &managed);
+    let controller = owns::<Role>(controller, &client, &managed);
+    let controller = owns::<RoleBinding>(controller, &client, &managed);
+    let controller = owns::<PodDisruptionBudget>(controller, &client, &managed);
+    let controller = owns::<NetworkPolicy>(controller, &client, &managed);
+    controller
+        .watches(
+            Api::<PartialObjectMeta<Pod>>::all(client.clone()),
+            pods,
+            |pod| {
+                let cluster = pod.labels().get(labels::CLUSTER)?.clone();
+                Some(ObjectRef::new(&cluster).within(&pod.namespace()?))
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile trigger failed");
+            }
+        })
+        .await;
+}
+
+fn owns<K>(
+    controller: Controller<OpenBaoCluster>,
+    client: &kube::Client,
+    config: &watcher::Config,
+) -> Controller<OpenBaoCluster>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    // Metadata only: the controller reads what it needs when it reconciles,
+    // so the watches cost little memory however many objects exist.
+    controller.owns(
+        Api::<PartialObjectMeta<K>>::all(client.clone()),
+        config.clone(),
+    )
+}

@@ -1,0 +1,422 @@
+//! Status from observations, as a pure function: what the controller saw
+//! (pods, OpenBao health, Raft membership, TLS) in, conditions and summary
+//! fields out. The same observations give the same status, so a converged
+//! cluster's status does not change and is not rewritten.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use lifecycle_types::OpenBaoCluster;
+use lifecycle_types::cluster::{
+    NodeStatus, OpenBaoClusterStatus, Phase, Profile, RaftState, RaftStatus, TlsMode, UnsealType,
+};
+use lifecycle_types::conditions::{Condition, ConditionStatus, reasons, types, upsert};
+use openbao_client::HealthState;
+use openbao_client::raft::Membership;
+
+/// One OpenBao pod as the controller saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodView {
+    pub name: String,
+    /// The pod object exists.
+    pub exists: bool,
+    /// Kubernetes readiness (initialized and unsealed, by the probe).
+    pub ready: bool,
+    /// Runs the StatefulSet's current template.
+    pub current: bool,
+    pub restarts: i32,
+    /// `sys/health`, or `None` when the pod did not answer.
+    pub health: Option<HealthState>,
+    pub version: Option<String>,
+}
+
+/// How initialization stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitView {
+    Done { by_operator: bool },
+    Waiting(String),
+    Failed(String),
+}
+
+/// TLS as the controller found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsView {
+    pub ready: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Everything one reconcile observed.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    pub pods: Vec<PodView>,
+    pub membership: Option<Membership>,
+    /// Why Raft state could not be read (login refused, no active node).
+    pub membership_error: Option<String>,
+    pub init: InitView,
+    pub tls: TlsView,
+    pub root_token_stored: bool,
+    /// A user-facing problem that stops the reconcile (invalid spec).
+    pub invalid_spec: Option<String>,
+}
+
+/// The new status. `previous` keeps transition times of unchanged conditions.
+pub fn compute(
+    cluster: &OpenBaoCluster,
+    previous: Option<&OpenBaoClusterStatus>,
+    seen: &Observation,
+    now: Time,
+) -> OpenBaoClusterStatus {
+    let generation = cluster.metadata.generation;
+    let mut status = previous.cloned().unwrap_or_default();
+    status.observed_generation = generation;
+    let mut set = |type_: &str, state: ConditionStatus, reason: &str, message: String| {
+        upsert(
+            &mut status.conditions,
+            Condition::new(type_, state, reason, message, generation),
+            now.clone(),
+        );
+    };
+    use ConditionStatus::{False, True, Unknown};
+
+    if let Some(message) = &seen.invalid_spec {
+        set(
+            types::DEGRADED,
+            True,
+            reasons::INVALID_SPEC,
+            message.clone(),
+        );
+        status.phase = Some(Phase::Failed);
+        return status;
+    }
+
+    let desired = cluster.spec.replicas;
+    let wanted: Vec<&PodView> = seen.pods.iter().take(desired as usize).collect();
+    let answering: Vec<&PodView> = seen.pods.iter().filter(|p| p.health.is_some()).collect();
+    let active: Vec<&PodView> = seen
+        .pods
+        .iter()
+        .filter(|p| p.health == Some(HealthState::Active))
+        .collect();
+    let sealed: Vec<&str> = seen
+        .pods
+        .iter()
+        .filter(|p| p.health == Some(HealthState::Sealed))
+        .map(|p| p.name.as_str())
+        .collect();
+    let ready = wanted.iter().filter(|p| p.ready).count() as i32;
+    status.ready_replicas = ready;
+
+    match &seen.init {
+        InitView::Done { by_operator } => {
+            status.initialized = true;
+            let (reason, message) = if *by_operator {
+                (
+                    reasons::OPERATOR_INITIALIZED,
+                    "initialized by the operator's sys/init (Development); the root token is in a Secret",
+                )
+            } else {
+                (
+                    reasons::SELF_INITIALIZED,
+                    "initialized by OpenBao self-init; no root token exists",
+                )
+            };
+            set(types::INITIALIZED, True, reason, message.into());
+        }
+        InitView::Waiting(message) => set(
+            types::INITIALIZED,
+            False,
+            reasons::WAITING_FOR_BOOTSTRAP_POD,
+            message.clone(),
+        ),
+        InitView::Failed(message) => set(
+            types::INITIALIZED,
+            False,
+            reasons::SELF_INIT_FAILED,
+            message.clone(),
+        ),
+    }
+
+    if answering.is_empty() {
+        set(
+            types::SEALED,
+            Unknown,
+            reasons::RECONCILING,
+            "no OpenBao pod answered sys/health yet".into(),
+        );
+    } else if sealed.is_empty() {
+        set(
+            types::SEALED,
+            False,
+            reasons::ALL_UNSEALED,
+            "every answering pod is unsealed".into(),
+        );
+    } else {
+        set(
+            types::SEALED,
+            True,
+            reasons::NODES_SEALED,
+            format!(
+                "sealed: {}; they unseal themselves once the seal backend is reachable (check spec.unseal and the pods' logs)",
+                sealed.join(", ")
+            ),
+        );
+    }
+
+    match active.as_slice() {
+        [one] => {
+            status.active_leader = Some(one.name.clone());
+            set(
+                types::LEADER_FOUND,
+                True,
+                reasons::LEADER_ELECTED,
+                format!("{} is the active node", one.name),
+            );
+        }
+        [] => {
+            status.active_leader = None;
+            set(
+                types::LEADER_FOUND,
+                False,
+                reasons::NO_LEADER,
+                "no pod answers as the active node".into(),
+            );
+        }
+        many => {
+            status.active_leader = None;
+            let names: Vec<&str> = many.iter().map(|p| p.name.as_str()).collect();
+            set(
+                types::LEADER_FOUND,
+                False,
+                reasons::MULTIPLE_LEADERS,
+                format!(
+                    "several pods answer as active ({}): a split cluster; do not write to it and inspect the Raft configuration",
+                    names.join(", ")
+                ),
+            );
+        }
+    }
+
+    if active.len() == 1 {
+        let (reason, message) = if ready == desired {
+            (
+                reasons::ALL_REPLICAS_READY,
+                format!("the active node answers and {ready}/{desired} replicas are ready"),
+            )
+        } else {
+            (
+                reasons::SOME_REPLICAS_NOT_READY,
+                format!("the active node answers; {ready}/{desired} replicas are ready"),
+            )
+        };
+        set(types::AVAILABLE, True, reason, message);
+    } else {
+        set(
+            types::AVAILABLE,
+            False,
+            reasons::NO_ACTIVE_NODE,
+            format!("no single active node; {ready}/{desired} replicas are ready"),
+        );
+    }
+
+    set(
+        types::TLS_READY,
+        if seen.tls.ready { True } else { False },
+        seen.tls.reason,
+        seen.tls.message.clone(),
+    );
+
+    // Raft.
+    status.raft = seen.membership.as_ref().map(|m| RaftStatus {
+        healthy: m.healthy.unwrap_or(false),
+        failure_tolerance: m.failure_tolerance.unwrap_or(0) as i32,
+        leader: m.leader().map(|l| l.node_id.clone()),
+        voters: m.voters().map(|v| v.node_id.clone()).collect(),
+    });
+    status.nodes = node_statuses(seen);
+    let versions: std::collections::BTreeSet<&str> =
+        wanted.iter().filter_map(|p| p.version.as_deref()).collect();
+    if versions.len() == 1 && wanted.iter().all(|p| p.version.is_some()) {
+        status.current_version = versions.first().map(|v| (*v).to_owned());
+    }
+
+    let degraded = degraded(cluster, seen);
+    match &degraded {
+        Some((reason, message)) => set(types::DEGRADED, True, reason, message.clone()),
+        None => set(
+            types::DEGRADED,
+            False,
+            reasons::AS_EXPECTED,
+            "no problem found".into(),
+        ),
+    }
+
+    let gaps = production_gaps(cluster, seen);
+    match gaps.first() {
+        None => set(
+            types::PRODUCTION_READY,
+            True,
+            reasons::PRODUCTION_READY,
+            "the cluster matches the Hardened posture".into(),
+        ),
+        Some((reason, _)) => set(
+            types::PRODUCTION_READY,
+            False,
+            reason,
+            gaps.iter()
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    }
+
+    status.phase = Some(if !status.initialized {
+        if matches!(seen.init, InitView::Failed(_)) {
+            Phase::Failed
+        } else if answering.is_empty() {
+            Phase::Pending
+        } else {
+            Phase::Initializing
+        }
+    } else if active.len() == 1 && degraded.is_none() {
+        Phase::Running
+    } else {
+        Phase::Degraded
+    });
+    status
+}
+
+fn node_statuses(seen: &Observation) -> Vec<NodeStatus> {
+    let mut nodes: Vec<NodeStatus> = seen
+        .pods
+        .iter()
+        .filter(|p| p.exists)
+        .map(|pod| {
+            let member = seen
+                .membership
+                .as_ref()
+                .and_then(|m| m.members.iter().find(|m| m.node_id == pod.name));
+            NodeStatus {
+                name: pod.name.clone(),
+                raft_state: raft_state(seen.membership.as_ref(), member),
+                healthy: member.and_then(|m| m.healthy).unwrap_or(false),
+                sealed: pod.health.map(|h| h == HealthState::Sealed),
+                last_contact: None,
+                last_index: None,
+                version: pod.version.clone(),
+            }
+        })
+        .collect();
+    // Raft servers without a pod (a removed pod's stale peer) are listed too.
+    if let Some(membership) = &seen.membership {
+        for member in &membership.members {
+            if !nodes.iter().any(|n| n.name == member.node_id) {
+                nodes.push(NodeStatus {
+                    name: member.node_id.clone(),
+                    raft_state: raft_state(Some(membership), Some(member)),
+                    healthy: member.healthy.unwrap_or(false),
+                    sealed: None,
+                    last_contact: None,
+                    last_index: None,
+                    version: member.version.clone(),
+                });
+            }
+        }
+    }
+    nodes
+}
+
+fn raft_state(
+    membership: Option<&Membership>,
+    member: Option<&openbao_client::raft::Member>,
+) -> RaftState {
+    match (membership, member) {
+        (None, _) => RaftState::Unknown,
+        (Some(_), None) => RaftState::NotMember,
+        (Some(_), Some(m)) if m.leader => RaftState::Leader,
+        (Some(_), Some(m)) if m.voter => RaftState::Voter,
+        (Some(_), Some(_)) => RaftState::NonVoter,
+    }
+}
+
+fn degraded(cluster: &OpenBaoCluster, seen: &Observation) -> Option<(&'static str, String)> {
+    if let Some(error) = &seen.membership_error {
+        return Some((reasons::MISSING_CAPABILITY, error.clone()));
+    }
+    let membership = seen.membership.as_ref()?;
+    if membership.healthy == Some(false) {
+        let unhealthy: Vec<&str> = membership
+            .members
+            .iter()
+            .filter(|m| m.healthy == Some(false))
+            .map(|m| m.node_id.as_str())
+            .collect();
+        return Some((
+            reasons::RAFT_UNHEALTHY,
+            format!(
+                "autopilot reports unhealthy servers: {}",
+                unhealthy.join(", ")
+            ),
+        ));
+    }
+    let voters = membership.voters().count() as i32;
+    if cluster.spec.replicas >= 3 && membership.failure_tolerance == Some(0) && voters >= 1 {
+        return Some((
+            reasons::QUORUM_AT_RISK,
+            format!(
+                "{voters} voters and none may fail; wait for new pods to join or check their health"
+            ),
+        ));
+    }
+    None
+}
+
+fn production_gaps(cluster: &OpenBaoCluster, seen: &Observation) -> Vec<(&'static str, String)> {
+    let spec = &cluster.spec;
+    let mut gaps = Vec::new();
+    if spec.profile == Profile::Development {
+        gaps.push((
+            reasons::DEVELOPMENT_PROFILE,
+            "spec.profile is Development; use Hardened for production".to_owned(),
+        ));
+    }
+    if seen.root_token_stored {
+        gaps.push((
+            reasons::ROOT_TOKEN_STORED,
+            "a root token is stored in a Secret; use spec.selfInit so no root token exists"
+                .to_owned(),
+        ));
+    }
+    if spec.unseal.type_ == UnsealType::Static {
+        gaps.push((
+            reasons::STATIC_UNSEAL_IN_USE,
+            "spec.unseal.type is static: the unseal key sits in a Kubernetes Secret; use transit or a cloud KMS".to_owned(),
+        ));
+    }
+    if spec.tls.mode == TlsMode::OperatorManaged && spec.profile == Profile::Hardened {
+        gaps.push((
+            reasons::OPERATOR_MANAGED_TLS,
+            "spec.tls.mode is OperatorManaged; use External (your PKI) or ACME".to_owned(),
+        ));
+    }
+    if spec.replicas < 3 {
+        gaps.push((
+            reasons::TOO_FEW_REPLICAS,
+            format!(
+                "spec.replicas is {}; use at least 3 to survive a node failure",
+                spec.replicas
+            ),
+        ));
+    }
+    if !spec.self_init.enabled || spec.self_init.requests.is_empty() {
+        gaps.push((
+            reasons::NO_HUMAN_LOGIN,
+            "no spec.selfInit.requests create a human login path (for example an OIDC or userpass auth method)".to_owned(),
+        ));
+    }
+    if spec.configuration.audit.is_empty() {
+        gaps.push((
+            reasons::NO_AUDIT_DEVICE,
+            "no audit device in spec.configuration.audit".to_owned(),
+        ));
+    }
+    gaps
+}
