@@ -18,6 +18,8 @@ pub struct PodView {
     pub name: String,
     /// The pod object exists.
     pub exists: bool,
+    /// Its containers were started (phase Running): OpenBao may answer.
+    pub running: bool,
     /// Kubernetes readiness (initialized and unsealed, by the probe).
     pub ready: bool,
     /// Runs the StatefulSet's current template.

@@ -152,7 +152,7 @@ async fn objects_status_idempotence_drift_and_pause() {
     );
     assert!(!c.status.as_ref().unwrap().initialized);
 
-    // Converged: reconciles go on (the pod is not ready, so every 2 s) and
+    // Converged: reconciles go on (the resync period is short here) and
     // write nothing.
     let settled = || async {
         let before = running.ctx.applier.writes();

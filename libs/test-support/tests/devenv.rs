@@ -1,6 +1,6 @@
-//! The README's run command brings up OpenBao as pods on the local control
-//! plane, says how to connect, prints no secret, and removes everything when
-//! it exits.
+//! The README's run command brings up the controller on the local control
+//! plane, which turns the Development sample into OpenBao pods; it says how
+//! to connect, prints no secret, and removes everything when it exits.
 
 // A test fails loudly on any unexpected error.
 #![allow(clippy::unwrap_used)]
@@ -29,22 +29,27 @@ fn devenv_runs_openbao_pods_that_form_a_raft_cluster_and_prints_how_to_connect()
         stdout.contains("installed CRD openbaoclusters.openbao.org"),
         "{stdout}"
     );
-    // Three pods of the StatefulSet passed their readiness probe (initialised
-    // and unsealed) and autopilot counts each as a healthy voter.
+    // The controller made the sample an Available cluster: three pods passed
+    // their readiness probe (initialized and unsealed) and autopilot counts
+    // each as a voter.
+    assert!(stdout.contains("started the controller"), "{stdout}");
     assert!(
-        stdout.contains("Pods ready: openbao-0, openbao-1, openbao-2\n"),
+        stdout.contains("Pods ready: dev-0, dev-1, dev-2\n"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("Raft voters: openbao-0, openbao-1, openbao-2\n"),
-        "{stdout}"
-    );
+    let voters = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Raft voters: "))
+        .unwrap_or_else(|| panic!("no voters line:\n{stdout}"));
+    let mut voters: Vec<&str> = voters.split(", ").collect();
+    voters.sort();
+    assert_eq!(voters, ["dev-0", "dev-1", "dev-2"], "{stdout}");
     let active = stdout
         .lines()
         .find_map(|l| l.strip_prefix("Active: "))
         .unwrap_or_else(|| panic!("no active pod line:\n{stdout}"));
     assert!(
-        active.starts_with("openbao-") && active.contains("https://10.244."),
+        active.starts_with("dev-") && active.contains("https://10.244."),
         "the active pod by name and by its address on the agent's bridge: {active}"
     );
 

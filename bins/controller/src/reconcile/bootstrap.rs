@@ -91,7 +91,10 @@ pub async fn step(
         .await;
         return Ok(true);
     }
-    Ok(!matches!(seen.init, InitView::Failed(_)))
+    // Poll only while OpenBao answers and initialization is under way; a
+    // pod that is not running yet triggers a reconcile through the pod watch
+    // when it starts.
+    Ok(pod.health.is_some() && !matches!(seen.init, InitView::Failed(_)))
 }
 
 /// `sys/init` with one recovery share (auto-unseal), root token to a Secret.

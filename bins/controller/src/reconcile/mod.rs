@@ -158,10 +158,13 @@ async fn reconcile_inner(cluster: &OpenBaoCluster, ctx: &Context) -> Result<Next
     let stage = objects::apply(cluster, ctx, &material, paused).await?;
     let mut seen = observe::observe(cluster, ctx, &material, &stage).await?;
 
-    let mut next = if seen.pods.iter().all(|p| p.exists && p.ready) {
-        Next::Steady
-    } else {
+    // A started pod that is not ready yet is about to change in ways no
+    // watch reports (OpenBao unsealing, joining); pods that are not running
+    // yet are reported by the pod watch when they start.
+    let mut next = if seen.pods.iter().any(|p| p.running && !p.ready) {
         Next::Soon
+    } else {
+        Next::Steady
     };
     if !paused {
         if !cluster.status.as_ref().is_some_and(|s| s.initialized) {
@@ -177,7 +180,7 @@ async fn reconcile_inner(cluster: &OpenBaoCluster, ctx: &Context) -> Result<Next
             }
         }
     }
-    if seen.membership_error.is_some() || !matches!(seen.init, InitView::Done { .. }) {
+    if seen.membership_error.is_some() {
         next = Next::Soon;
     }
     if write_status(cluster, ctx, &seen).await? {

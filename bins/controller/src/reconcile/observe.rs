@@ -61,7 +61,12 @@ pub async fn observe(
                 _ => false,
             };
             let restarts = pod.map(restarts).unwrap_or(0);
-            let health = if exists && !terminating {
+            let running = pod
+                .and_then(|p| p.status.as_ref())
+                .and_then(|s| s.phase.as_deref())
+                == Some("Running");
+            // A pod that is not running has no address to ask.
+            let health = if running && !terminating {
                 match ctx.openbao.pod(addr, &pod_name) {
                     Ok(client) => client.health().await.ok(),
                     Err(_) => None,
@@ -72,6 +77,7 @@ pub async fn observe(
             PodView {
                 name: pod_name,
                 exists,
+                running,
                 ready,
                 current,
                 restarts,

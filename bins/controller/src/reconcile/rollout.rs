@@ -142,6 +142,7 @@ mod tests {
         PodView {
             name: name.into(),
             exists: true,
+            running: true,
             ready: true,
             current,
             restarts: 0,

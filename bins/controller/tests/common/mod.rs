@@ -75,7 +75,8 @@ impl Running {
             // proxy under the in-cluster name.
             jwks_url: Some("https://kubernetes.default.svc/openid/v1/jwks".into()),
             openbao_token_file: token_file.clone(),
-            resync: Duration::from_secs(60),
+            // Short, so the tests see converged reconciles repeat quickly.
+            resync: Duration::from_secs(3),
             progress_interval: Duration::from_secs(2),
         };
         let ctx = Arc::new(Context::new(

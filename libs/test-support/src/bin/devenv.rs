@@ -1,31 +1,41 @@
 //! `devenv`: the README's run command. Brings up the local control plane with
-//! the operator's CRDs, a node agent that runs its pods, and a real OpenBao
-//! Raft cluster as a StatefulSet of pods that join each other through
-//! Kubernetes auto-join; prints how to reach both, and tears everything down
-//! on Ctrl-C or SIGTERM.
-//!
-//! The OpenBao objects are the hand-made ones of
-//! [`test_support::openbao_pods`] until the controller reconciles a sample
-//! `OpenBaoCluster` instead.
+//! the operator's CRDs, a node agent that runs its pods, and the operator's
+//! controller (the workspace's `controller` binary, as the operator's
+//! ServiceAccount); applies the Development sample `OpenBaoCluster` and waits
+//! until the controller has made it an Available 3-voter OpenBao cluster;
+//! prints how to reach it, and tears everything down on Ctrl-C or SIGTERM.
 
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::Parser;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use lifecycle_types::{OpenBaoCluster, names};
 
-use test_support::openbao_pods::{API_PORT, OpenBaoPods, OpenBaoPodsOptions, deploy_openbao};
+use test_support::process::ManagedProcess;
 use test_support::{ControlPlane, NodeAgent, NodeAgentOptions, tools};
 
-/// Local environment: a real Kubernetes control plane running a real
-/// OpenBao cluster as pods.
+/// OpenBao's API port.
+const API_PORT: u16 = 8200;
+/// Namespace the operator runs in (its ServiceAccount is the subject of its
+/// OpenBao JWT role).
+const OPERATOR_NAMESPACE: &str = "openbao-operator-system";
+const SAMPLE: &str = "manifests/samples/openbaocluster-development.yaml";
+
+/// Local environment: a real Kubernetes control plane where the operator
+/// runs a real OpenBao cluster as pods.
 #[derive(Parser, Debug)]
 struct Args {
     /// OpenBao version to run (one the installer provides).
     #[arg(long, env = "DEVENV_OPENBAO_VERSION", default_value_t = tools::latest_openbao().to_owned())]
     openbao_version: String,
-    /// Number of OpenBao pods (StatefulSet replicas).
+    /// Number of OpenBao pods (spec.replicas of the sample).
     #[arg(long, env = "DEVENV_NODES", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=9))]
     nodes: i32,
     /// Exit once everything is ready instead of waiting for Ctrl-C (for tests).
@@ -48,8 +58,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Brings everything up, then waits forever (unless `--exit-when-ready`);
-/// the caller stops it by dropping the future, which drops the node agent
-/// (pods, network) and then the control plane.
+/// the caller stops it by dropping the future, which stops the controller,
+/// drops the node agent (pods, network) and then the control plane.
 async fn run(args: Args) -> anyhow::Result<()> {
     println!("starting the local control plane (etcd, kube-apiserver, kube-controller-manager)...");
     let plane = ControlPlane::start().await?;
@@ -68,49 +78,64 @@ async fn run(args: Args) -> anyhow::Result<()> {
         agent.gateway()
     );
 
-    let options = OpenBaoPodsOptions {
-        version: args.openbao_version.clone(),
-        replicas: args.nodes,
-        ..OpenBaoPodsOptions::default()
-    };
-    println!(
-        "deploying OpenBao {version} as StatefulSet {ns}/{name} ({replicas} replicas of {image}) \
-         with its Secrets, ConfigMap, headless Service and RBAC...",
-        version = options.version,
-        ns = options.namespace,
-        name = options.name,
-        replicas = options.replicas,
-        image = options.image(),
-    );
-    let mut bao = deploy_openbao(&client, &agent, options.clone()).await?;
-    println!("initialising {} through sys/init...", bao.pod_names()[0]);
-    bao.initialize().await?;
-    let voters = bao.wait_voters(bao.pod_names().len()).await?;
-    let ready = bao.wait_pods_ready().await?;
-    let active = bao.active_pod().await?;
-    let active_ip = bao.pod_ip(&active).await?;
+    let _controller = start_controller(&plane, &agent).await?;
 
-    let env_file = write_env_file(&plane, &bao, &active, active_ip)?;
+    let mut cluster: OpenBaoCluster = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(workspace_file(SAMPLE))
+            .with_context(|| format!("read {SAMPLE}"))?,
+    )
+    .with_context(|| format!("{SAMPLE} is not an OpenBaoCluster"))?;
+    cluster.spec.version = args.openbao_version.clone();
+    cluster.spec.replicas = args.nodes;
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let ns = cluster.metadata.namespace.clone().unwrap_or_default();
+    let clusters: Api<OpenBaoCluster> = Api::namespaced(client.clone(), &ns);
+    clusters
+        .patch(
+            &name,
+            &PatchParams::apply("devenv").force(),
+            &Patch::Apply(&cluster),
+        )
+        .await
+        .with_context(|| format!("apply {SAMPLE}"))?;
+    println!(
+        "applied {SAMPLE} as OpenBaoCluster {ns}/{name} (OpenBao {}, {} replicas); the controller takes it from here...",
+        args.openbao_version, args.nodes
+    );
+    let status = wait_available(&clusters, &name, args.nodes).await?;
+
+    let voters = status.raft.map(|r| r.voters).unwrap_or_default();
+    let active = status.active_leader.context("no active node")?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let active_ip: Ipv4Addr = pods
+        .get(&active)
+        .await?
+        .status
+        .and_then(|s| s.pod_ip)
+        .context("the active pod has no IP")?
+        .parse()?;
+    let ready: Vec<String> = (0..args.nodes)
+        .map(|i| format!("{}-{i}", names::statefulset(&name)))
+        .collect();
+    let pod_host = format!("{active}.{}.{ns}.svc", names::headless_service(&name));
+    let env_file = write_env_file(&plane, &client, &name, &ns, &pod_host, active_ip).await?;
     println!();
     println!("Ready. Pods ready: {}", ready.join(", "));
     println!("Raft voters: {}", voters.join(", "));
     println!(
-        "Active: {active} ({}, https://{active_ip}:{API_PORT} from this machine)",
-        bao.pod_url(&active)
+        "Active: {active} (https://{pod_host}:{API_PORT}, https://{active_ip}:{API_PORT} from this machine)"
     );
     println!("Point kubectl and bao at it from another shell:");
     println!("  source {}", env_file.display());
+    println!("  kubectl get openbaoclusters -A   # status and conditions the controller writes");
+    println!("  kubectl describe openbaocluster -n {ns} {name}   # its Events");
+    println!("  kubectl get pods,statefulsets,pvc,secrets -n {ns}");
     println!(
-        "  kubectl get pods,statefulsets,pvc -l {}",
-        options.pod_selector()
+        "  bao operator raft list-peers   # uses the Development root token in $BAO_TOKEN_FILE"
     );
     println!(
-        "  kubectl get pods -L openbao-active,openbao-sealed   # labels from service registration"
-    );
-    println!("  kubectl get crds,openbaoclusters -A");
-    println!("  bao operator raft list-peers   # uses the setup token in $BAO_TOKEN_FILE");
-    println!(
-        "Pod logs (no kubectl logs: the node agent serves no kubelet API): {}/pods/*/logs/",
+        "Controller log: {}; pod logs (no kubectl logs: the node agent serves no kubelet API): {}/pods/*/logs/",
+        plane.dir().join("controller.log").display(),
         agent.dir().display()
     );
     println!();
@@ -124,25 +149,162 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `env.sh` (kubectl, bao, KUBECONFIG, BAO_ADDR and TLS settings for
-/// the active pod) and the setup token in a file readable only by the
-/// owner; the token is never printed.
-fn write_env_file(
+/// A file of this repository, wherever devenv was started from.
+fn workspace_file(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative)
+}
+
+/// Starts the `controller` binary next to this one, as the operator's
+/// ServiceAccount: its projected-style token (audience openbao-internal)
+/// in a file, pod names through the node agent's DNS, and OpenBao told to
+/// fetch the API server's keys through the in-cluster name (the issuer URL
+/// is a loopback address the pods cannot reach).
+async fn start_controller(
     plane: &ControlPlane,
-    bao: &OpenBaoPods,
-    active: &str,
-    active_ip: Ipv4Addr,
-) -> anyhow::Result<PathBuf> {
+    agent: &NodeAgent,
+) -> anyhow::Result<ManagedProcess> {
+    let binary = std::env::current_exe()?
+        .parent()
+        .context("no folder for this executable")?
+        .join("controller");
+    anyhow::ensure!(
+        binary.is_file(),
+        "{} is missing; build it with `cargo build -p controller` (ci/up.sh does)",
+        binary.display()
+    );
+    plane.allow_anonymous_issuer_discovery().await?;
     let dir = plane.dir();
-    let token_file = dir.join("bao-root-token");
+    let token_file = dir.join("operator-openbao-token");
+    let token = plane
+        .service_account_token(
+            OPERATOR_NAMESPACE,
+            "openbao-operator",
+            "openbao-internal",
+            Duration::from_secs(24 * 3600),
+        )
+        .await?;
+    write_private(&token_file, &token)?;
+    let ca_file = dir.join("kube-ca.crt");
+    std::fs::write(&ca_file, &plane.ca_pem)?;
+    let metrics_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let args = vec![
+        format!("--namespace={OPERATOR_NAMESPACE}"),
+        format!("--openbao-token-file={}", token_file.display()),
+        format!("--kube-ca-file={}", ca_file.display()),
+        format!("--service-account-issuer={}", plane.issuer()),
+        "--oidc-jwks-url=https://kubernetes.default.svc/openid/v1/jwks".to_owned(),
+        format!("--dns-server={}:53", agent.gateway()),
+        format!("--metrics-bind-address=127.0.0.1:{metrics_port}"),
+        format!("--health-bind-address=127.0.0.1:{metrics_port}"),
+    ];
+    let envs = vec![
+        (
+            "KUBECONFIG".to_owned(),
+            plane.kubeconfig_path.display().to_string(),
+        ),
+        ("RUST_LOG".to_owned(), "info".to_owned()),
+    ];
+    let process = ManagedProcess::spawn(
+        "controller",
+        &binary,
+        &args,
+        &envs,
+        &dir.join("controller.log"),
+    )?;
+    println!(
+        "started the controller (metrics on http://127.0.0.1:{metrics_port}/metrics, log {})",
+        dir.join("controller.log").display()
+    );
+    Ok(process)
+}
+
+/// Waits until the controller reports the cluster Available with every
+/// replica ready and a voter, printing each new phase and reason.
+async fn wait_available(
+    clusters: &Api<OpenBaoCluster>,
+    name: &str,
+    replicas: i32,
+) -> anyhow::Result<lifecycle_types::cluster::OpenBaoClusterStatus> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut last = String::new();
+    loop {
+        let status = clusters.get(name).await?.status.unwrap_or_default();
+        let available = lifecycle_types::conditions::find(&status.conditions, "Available");
+        let initialized = lifecycle_types::conditions::find(&status.conditions, "Initialized");
+        let line = format!(
+            "  phase {:?}, {}/{replicas} ready, {}",
+            status.phase,
+            status.ready_replicas,
+            initialized
+                .filter(|c| c.reason != "SelfInitialized" && c.reason != "OperatorInitialized")
+                .or(available)
+                .map(|c| format!("{}: {}", c.reason, c.message))
+                .unwrap_or_default()
+        );
+        if line != last {
+            println!("{line}");
+            last = line;
+        }
+        let voters = status.raft.as_ref().map(|r| r.voters.len()).unwrap_or(0);
+        if available.is_some_and(|c| c.status == lifecycle_types::conditions::ConditionStatus::True)
+            && status.ready_replicas == replicas
+            && voters == replicas as usize
+        {
+            return Ok(status);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the cluster did not become Available within 10 minutes; see the controller log and `kubectl get openbaoclusters -o yaml`"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&token_file)?
-        .write_all(bao.setup_token().as_bytes())?;
-    let options = bao.options();
+        .open(path)?
+        .write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Writes `env.sh` (kubectl, bao, KUBECONFIG, BAO_ADDR and TLS settings for
+/// the active pod) and the Development root token in a file readable only
+/// by the owner; the token is never printed.
+async fn write_env_file(
+    plane: &ControlPlane,
+    client: &kube::Client,
+    name: &str,
+    ns: &str,
+    pod_host: &str,
+    active_ip: Ipv4Addr,
+) -> anyhow::Result<PathBuf> {
+    let dir = plane.dir();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let field = |secret: &Secret, key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            .with_context(|| {
+                format!(
+                    "Secret {} has no {key}",
+                    secret.metadata.name.clone().unwrap_or_default()
+                )
+            })
+    };
+    let root = secrets.get(&names::root_token_secret(name)).await?;
+    let token_file = dir.join("bao-root-token");
+    write_private(&token_file, &field(&root, names::ROOT_TOKEN)?)?;
+    let tls = secrets.get(&names::tls_server_secret(name)).await?;
+    let ca_file = dir.join("openbao-ca.crt");
+    std::fs::write(&ca_file, field(&tls, "ca.crt")?)?;
     let bin_dir = |path: PathBuf| {
         path.parent()
             .map(Path::to_path_buf)
@@ -150,28 +312,23 @@ fn write_env_file(
             .display()
             .to_string()
     };
-    let mut exports = vec![
+    // The host shell cannot resolve cluster names, so it uses the pod's IP
+    // and verifies the certificate against the pod's DNS name.
+    let exports = vec![
         (
             "PATH",
             format!(
                 "{}:{}",
                 bin_dir(tools::kubernetes("kubectl")?),
-                bin_dir(tools::bao(&options.version)?)
+                bin_dir(tools::bao(tools::latest_openbao())?)
             ),
         ),
         ("KUBECONFIG", plane.kubeconfig_path.display().to_string()),
+        ("BAO_ADDR", format!("https://{active_ip}:{API_PORT}")),
+        ("BAO_CACERT", ca_file.display().to_string()),
+        ("BAO_TLS_SERVER_NAME", pod_host.to_owned()),
+        ("BAO_TOKEN_FILE", token_file.display().to_string()),
     ];
-    // The host shell cannot resolve cluster names, so it uses the pod's IP
-    // and verifies the certificate against the pod's DNS name.
-    let scheme = if options.tls { "https" } else { "http" };
-    exports.push(("BAO_ADDR", format!("{scheme}://{active_ip}:{API_PORT}")));
-    if let Some(ca) = bao.ca_pem() {
-        let ca_file = dir.join("openbao-ca.crt");
-        std::fs::write(&ca_file, ca)?;
-        exports.push(("BAO_CACERT", ca_file.display().to_string()));
-        exports.push(("BAO_TLS_SERVER_NAME", options.pod_host(active)));
-    }
-    exports.push(("BAO_TOKEN_FILE", token_file.display().to_string()));
     let mut env = String::new();
     for (name, value) in exports {
         let value = if name == "PATH" {
