@@ -109,9 +109,15 @@ async fn main() -> anyhow::Result<()> {
         .arg(format!("--metrics-bind-address={metrics}"))
         .arg(format!("--health-bind-address={metrics}"))
         .env("KUBECONFIG", &plane.kubeconfig_path)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_CONTROLLER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(match std::env::var_os("BENCH_CONTROLLER_LOG_FILE") {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::null(),
+        });
     let controller = Controller(command.spawn().context("start the controller binary")?);
     let pid = controller.0.id();
     let http = reqwest::Client::new();
@@ -175,8 +181,24 @@ async fn main() -> anyhow::Result<()> {
     }
     let all_reconciled = created.elapsed();
 
-    // Steady state: let the last writes land, then count for the window.
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Converged: the StatefulSet controller creates the pods after the
+    // first reconcile, and status follows them; steady state begins once
+    // no write happened for 15 s.
+    let mut quiet_since = Instant::now();
+    let mut last = metric(&http, metrics, "openbao_operator_api_writes_total").await?;
+    while quiet_since.elapsed() < Duration::from_secs(15) {
+        anyhow::ensure!(
+            created.elapsed() < Duration::from_secs(900),
+            "the controller kept writing for 15 minutes"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = metric(&http, metrics, "openbao_operator_api_writes_total").await?;
+        if now != last {
+            last = now;
+            quiet_since = Instant::now();
+        }
+    }
+    let converged = created.elapsed() - Duration::from_secs(15);
     let writes_before = metric(&http, metrics, "openbao_operator_api_writes_total").await?;
     let reconciles_before = metric(
         &http,
@@ -225,6 +247,12 @@ async fn main() -> anyhow::Result<()> {
         "every object reconciled once after",
         "",
         all_reconciled.as_secs_f64()
+    );
+    println!(
+        "{:<38} {:>14} {:>13.1}s",
+        "last write (pods created, status) after",
+        "",
+        converged.as_secs_f64()
     );
     println!(
         "{:<38} {:>14} {:>14.1}",

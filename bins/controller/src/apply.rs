@@ -121,6 +121,7 @@ impl Applier {
             }
         }
         self.count_write();
+        tracing::debug!(kind = %K::kind(&()), %namespace, %name, "applying (it differs or is missing)");
         self.api::<K>(&namespace)
             .patch(
                 &name,
@@ -146,6 +147,7 @@ impl Applier {
             return Ok(live);
         }
         self.count_write();
+        tracing::debug!(kind = %K::kind(&()), %namespace, %name, "creating");
         match self
             .api::<K>(&namespace)
             .create(&PostParams::default(), object)
@@ -175,6 +177,7 @@ impl Applier {
             return Ok(false);
         }
         self.count_write();
+        tracing::debug!(kind = %K::kind(&()), %namespace, %name, "deleting");
         match self
             .api::<K>(namespace)
             .delete(name, &DeleteParams::default())

@@ -76,7 +76,9 @@ struct Args {
 /// Name of the leader-election Lease.
 const LEASE: &str = "openbao-operator-controller";
 
-#[tokio::main]
+// One thread: reconciles wait on the network, not the CPU, and one thread
+// keeps the controller's memory small and flat however many clusters exist.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.log_json);

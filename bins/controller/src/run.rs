@@ -22,6 +22,9 @@ use lifecycle_types::{OpenBaoCluster, labels};
 use crate::context::Context;
 use crate::reconcile::{error_policy, reconcile};
 
+/// Clusters reconciled at the same time.
+pub const CONCURRENCY: u16 = 8;
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let client = ctx.client().clone();
@@ -54,6 +57,9 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
                 Some(ObjectRef::new(&cluster).within(&pod.namespace()?))
             },
         )
+        // A bounded number of clusters in flight keeps peak memory flat
+        // when many clusters need a reconcile at once (start-up, resync).
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {

@@ -422,3 +422,116 @@ fn production_gaps(cluster: &OpenBaoCluster, seen: &Observation) -> Vec<(&'stati
     }
     gaps
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::fixtures;
+
+    fn at(secs: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())
+    }
+
+    fn pod(name: &str, health: HealthState) -> PodView {
+        PodView {
+            name: name.into(),
+            exists: true,
+            running: true,
+            ready: true,
+            current: true,
+            restarts: 0,
+            health: Some(health),
+            version: Some("2.7.2".into()),
+        }
+    }
+
+    fn seen(pods: Vec<PodView>) -> Observation {
+        Observation {
+            pods,
+            membership: None,
+            membership_error: None,
+            init: InitView::Done { by_operator: false },
+            tls: TlsView {
+                ready: true,
+                reason: reasons::CERTIFICATE_VALID,
+                message: String::new(),
+            },
+            root_token_stored: false,
+            invalid_spec: None,
+        }
+    }
+
+    fn reason(status: &OpenBaoClusterStatus, type_: &str) -> (ConditionStatus, String) {
+        let c = lifecycle_types::conditions::find(&status.conditions, type_).unwrap();
+        (c.status, c.reason.clone())
+    }
+
+    #[test]
+    fn one_active_node_and_all_ready_is_available() {
+        let cluster = fixtures::development();
+        let pods = vec![
+            pod("dev-0", HealthState::Active),
+            pod("dev-1", HealthState::Standby),
+            pod("dev-2", HealthState::Standby),
+        ];
+        let status = compute(&cluster, None, &seen(pods), at(1));
+        assert_eq!(
+            reason(&status, types::AVAILABLE),
+            (ConditionStatus::True, reasons::ALL_REPLICAS_READY.into())
+        );
+        assert_eq!(status.active_leader.as_deref(), Some("dev-0"));
+        assert_eq!(status.current_version.as_deref(), Some("2.7.2"));
+        // The same observation later changes nothing: no status write.
+        let again = compute(
+            &cluster,
+            Some(&status),
+            &seen(vec![
+                pod("dev-0", HealthState::Active),
+                pod("dev-1", HealthState::Standby),
+                pod("dev-2", HealthState::Standby),
+            ]),
+            at(99),
+        );
+        assert_eq!(again, status);
+    }
+
+    #[test]
+    fn two_active_nodes_are_a_split_and_sealed_pods_are_named() {
+        let cluster = fixtures::development();
+        let pods = vec![
+            pod("dev-0", HealthState::Active),
+            pod("dev-1", HealthState::Active),
+            pod("dev-2", HealthState::Sealed),
+        ];
+        let status = compute(&cluster, None, &seen(pods), at(1));
+        assert_eq!(
+            reason(&status, types::LEADER_FOUND),
+            (ConditionStatus::False, reasons::MULTIPLE_LEADERS.into())
+        );
+        assert_eq!(reason(&status, types::AVAILABLE).0, ConditionStatus::False);
+        let sealed = lifecycle_types::conditions::find(&status.conditions, types::SEALED).unwrap();
+        assert_eq!(sealed.status, ConditionStatus::True);
+        assert!(sealed.message.contains("dev-2"), "{}", sealed.message);
+    }
+
+    #[test]
+    fn production_ready_names_every_gap_and_an_invalid_spec_fails() {
+        let cluster = fixtures::development();
+        let mut observed = seen(vec![pod("dev-0", HealthState::Active)]);
+        observed.root_token_stored = true;
+        let status = compute(&cluster, None, &observed, at(1));
+        let gaps =
+            lifecycle_types::conditions::find(&status.conditions, types::PRODUCTION_READY).unwrap();
+        assert_eq!(gaps.reason, reasons::DEVELOPMENT_PROFILE);
+        for gap in ["spec.profile", "root token", "spec.unseal.type", "audit"] {
+            assert!(gaps.message.contains(gap), "{gap}: {}", gaps.message);
+        }
+        observed.invalid_spec = Some("spec.replicas: 0 is out of range".into());
+        let failed = compute(&cluster, None, &observed, at(1));
+        assert_eq!(failed.phase, Some(Phase::Failed));
+        assert_eq!(
+            reason(&failed, types::DEGRADED),
+            (ConditionStatus::True, reasons::INVALID_SPEC.into())
+        );
+    }
+}

@@ -167,3 +167,343 @@ async fn development_cluster_bootstraps_heals_and_scales() {
     );
     drop(running);
 }
+
+/// A Hardened cluster initializes itself: self-init creates the operator's
+/// JWT auth, policies and roles and the user's login path, a second real
+/// OpenBao (in a pod) unseals it through Transit, the controller reads Raft
+/// with its own JWT role, and no root token exists anywhere.
+#[tokio::test]
+async fn hardened_self_init_cluster_unseals_through_transit_without_a_root_token() {
+    use reqwest::Method;
+    use test_support::openbao_pods::{OpenBaoPodsOptions, deploy_openbao};
+
+    let plane = ControlPlane::start().await.unwrap();
+    plane.install_crds().await.unwrap();
+    let client = plane.client().await.unwrap();
+    namespace(&client, NS).await;
+    let agent = NodeAgent::start(&plane, NodeAgentOptions::default())
+        .await
+        .unwrap();
+
+    // The Transit server: one OpenBao pod, a key, and a token that may only
+    // encrypt and decrypt with it.
+    let mut transit = deploy_openbao(
+        &client,
+        &agent,
+        OpenBaoPodsOptions {
+            name: "transit".into(),
+            namespace: NS.into(),
+            replicas: 1,
+            ..OpenBaoPodsOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    transit.initialize().await.unwrap();
+    let pod = "transit-0";
+    let call = |method: Method, path: &'static str, body: serde_json::Value| {
+        let transit = &transit;
+        async move {
+            let (status, body) = transit.call(pod, method, path, Some(body)).await.unwrap();
+            assert!(status < 300, "{path}: {status} {body}");
+            body
+        }
+    };
+    call(
+        Method::POST,
+        "sys/mounts/transit",
+        json!({"type": "transit"}),
+    )
+    .await;
+    call(Method::POST, "transit/keys/autounseal", json!({})).await;
+    call(
+        Method::PUT,
+        "sys/policies/acl/autounseal",
+        json!({"policy": "path \"transit/encrypt/autounseal\" { capabilities = [\"update\"] }\npath \"transit/decrypt/autounseal\" { capabilities = [\"update\"] }"}),
+    )
+    .await;
+    let issued = call(
+        Method::POST,
+        "auth/token/create-orphan",
+        json!({"policies": ["autounseal"], "period": "24h", "no_default_policy": true}),
+    )
+    .await;
+    let unseal_token = issued["auth"]["client_token"].as_str().unwrap().to_owned();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    for (name, key, value) in [
+        ("transit-token", "token", unseal_token.clone()),
+        ("transit-ca", "ca.crt", transit.ca_pem().unwrap().to_owned()),
+    ] {
+        secrets
+            .create(
+                &Default::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": name},
+                    "stringData": {key: value},
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+
+    let running = Running::start(&plane, agent.resolver()).await;
+    apply_cluster(
+        &client,
+        NS,
+        "prod",
+        json!({
+            "version": "2.7.2",
+            "replicas": 3,
+            "profile": "Hardened",
+            "unseal": {"type": "transit", "transit": {
+                "address": format!("https://transit-0.transit.{NS}.svc:8200"),
+                "keyName": "autounseal",
+                "tokenSecretRef": "transit-token",
+                "caSecretRef": "transit-ca",
+            }},
+            "selfInit": {"enabled": true, "requests": [
+                {"name": "userpass", "operation": "update", "path": "sys/auth/userpass", "data": {"type": "userpass"}},
+            ]},
+            "configuration": {"raft": {"autopilot": {"serverStabilizationTime": "3s"}}},
+        }),
+    )
+    .await;
+    converged(&client, "prod", 3, Duration::from_secs(300)).await;
+
+    let c = get(&client, "prod").await;
+    assert_eq!(
+        condition(&c, types::INITIALIZED).unwrap().1,
+        "SelfInitialized"
+    );
+    assert_eq!(
+        condition(&c, types::SEALED),
+        Some(("False".into(), "AllUnsealed".into()))
+    );
+    // The controller's Raft view came from its own JWT login.
+    let raft = c.status.as_ref().unwrap().raft.clone().unwrap();
+    assert_eq!(raft.voters.len(), 3);
+    // No root token anywhere: no Secret for it, and no Secret in the
+    // namespace holds anything that looks like an OpenBao token except the
+    // Transit token the test itself stored.
+    assert!(
+        secrets
+            .get_opt(&names::root_token_secret("prod"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    for secret in secrets.list(&Default::default()).await.unwrap() {
+        let name = secret.name_any();
+        if name.starts_with("transit") {
+            continue;
+        }
+        for (key, value) in secret.data.unwrap_or_default() {
+            let text = String::from_utf8_lossy(&value.0);
+            assert!(
+                !text.starts_with("s.") && !text.starts_with("hvs."),
+                "Secret {name}/{key} holds a token"
+            );
+        }
+    }
+    // The user's request ran: the userpass login path exists (a refused
+    // login, not "no handler"). Asked without a token: the controller's own
+    // policy may not list auth methods, by design.
+    let health = running
+        .ctx
+        .openbao
+        .pod(
+            &controller::openbao::ClusterAddress {
+                name: "prod".into(),
+                namespace: NS.into(),
+                scheme: "https",
+                ca_pem: secrets
+                    .get(&names::tls_server_secret("prod"))
+                    .await
+                    .unwrap()
+                    .data
+                    .unwrap()
+                    .get("ca.crt")
+                    .map(|b| String::from_utf8_lossy(&b.0).into_owned()),
+            },
+            "prod-0",
+        )
+        .unwrap();
+    let refused = health
+        .write("auth/userpass/login/nobody", &json!({"password": "wrong"}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, openbao_client::Error::BadRequest { .. })
+            && refused.to_string().contains("invalid username or password"),
+        "userpass does not answer as mounted: {refused}"
+    );
+    drop(running);
+}
+
+/// Polls the active node through the cluster's active Service every 200 ms
+/// until told to stop; returns the longest time without an answer from an
+/// active node and how many probes failed.
+fn probe_active(
+    resolver: std::sync::Arc<test_support::node_agent::ClusterResolver>,
+    url: String,
+    ca_pem: String,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<(Duration, usize)>,
+) {
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut last_ok = std::time::Instant::now();
+        let mut longest = Duration::ZERO;
+        let mut failures = 0;
+        while !*stopped.borrow_and_update() {
+            // A new connection each time, so DNS follows the active label.
+            let http = reqwest::Client::builder()
+                .dns_resolver(resolver.clone())
+                .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap();
+            let ok = http
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK);
+            let now = std::time::Instant::now();
+            if ok {
+                last_ok = now;
+            } else {
+                failures += 1;
+            }
+            longest = longest.max(now - last_ok);
+            let _ = tokio::time::timeout(Duration::from_millis(200), stopped.changed()).await;
+        }
+        (longest, failures)
+    });
+    (stop, task)
+}
+
+/// Waits until every pod runs the StatefulSet's newest template and the
+/// cluster has converged again.
+async fn rolled_out(client: &kube::Client, name: &str, replicas: usize, generation: i64) {
+    poll_until(
+        Duration::from_secs(30),
+        "the new generation observed",
+        || async {
+            Ok(get(client, name)
+                .await
+                .status
+                .and_then(|s| s.observed_generation)
+                == Some(generation))
+        },
+    )
+    .await
+    .unwrap();
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    poll_until(
+        Duration::from_secs(300),
+        "every pod on the newest template",
+        || async {
+            let set = sets.get(&names::statefulset(name)).await?;
+            let Some(revision) = set.status.and_then(|s| s.update_revision) else {
+                return Ok(false);
+            };
+            let mut current = 0;
+            for i in 0..replicas {
+                if let Some(pod) = pods.get_opt(&format!("{name}-{i}")).await?
+                    && pod.labels().get("controller-revision-hash") == Some(&revision)
+                    && pod.metadata.deletion_timestamp.is_none()
+                {
+                    current += 1;
+                }
+            }
+            Ok(current == replicas)
+        },
+    )
+    .await
+    .unwrap();
+    converged(client, name, replicas, Duration::from_secs(120)).await;
+}
+
+/// A configuration change and a new server certificate each roll the pods
+/// through the gate; the active Service keeps answering. The longest gap is
+/// measured and printed (tests do not assert timings).
+#[tokio::test]
+async fn config_change_and_certificate_rotation_roll_through_the_gate() {
+    let plane = ControlPlane::start().await.unwrap();
+    plane.install_crds().await.unwrap();
+    let client = plane.client().await.unwrap();
+    namespace(&client, NS).await;
+    let agent = NodeAgent::start(&plane, NodeAgentOptions::default())
+        .await
+        .unwrap();
+    let running = Running::start(&plane, agent.resolver()).await;
+    let spec = |log_level: &str, extra_sans: &[&str]| {
+        json!({
+            "version": "2.7.2",
+            "replicas": 3,
+            "profile": "Development",
+            "tls": {"extraSANs": extra_sans},
+            "configuration": {"logLevel": log_level, "raft": {"autopilot": {"serverStabilizationTime": "3s"}}},
+        })
+    };
+    apply_cluster(&client, NS, "dev", spec("info", &[])).await;
+    converged(&client, "dev", 3, Duration::from_secs(240)).await;
+    rolled_out(&client, "dev", 3, 1).await;
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let server_secret = || async {
+        secrets
+            .get(&names::tls_server_secret("dev"))
+            .await
+            .unwrap()
+            .data
+            .unwrap()
+    };
+    let ca_pem = String::from_utf8(server_secret().await["ca.crt"].0.clone()).unwrap();
+    let url = format!(
+        "https://{}.{NS}.svc:8200/v1/sys/health",
+        names::active_service("dev")
+    );
+
+    let mut report = Vec::new();
+    for (step, generation, new_spec) in [
+        (
+            "config change (logLevel info -> debug)",
+            2,
+            spec("debug", &[]),
+        ),
+        (
+            "new server certificate (an extra SAN)",
+            3,
+            spec("debug", &["openbao.example.test"]),
+        ),
+    ] {
+        let cert_before = server_secret().await["tls.crt"].clone();
+        let (stop, probe) = probe_active(agent.resolver(), url.clone(), ca_pem.clone());
+        let started = std::time::Instant::now();
+        apply_cluster(&client, NS, "dev", new_spec).await;
+        rolled_out(&client, "dev", 3, generation).await;
+        let took = started.elapsed();
+        stop.send(true).unwrap();
+        let (longest_gap, failures) = probe.await.unwrap();
+        report.push(format!(
+            "{step}: rollout {:.1}s, active node unreachable at most {:.1}s ({failures} failed probes)",
+            took.as_secs_f64(),
+            longest_gap.as_secs_f64()
+        ));
+        if generation == 3 {
+            assert_ne!(
+                server_secret().await["tls.crt"],
+                cert_before,
+                "no new certificate"
+            );
+        }
+    }
+    for line in &report {
+        eprintln!("{line}");
+    }
+    drop(running);
+}

@@ -211,9 +211,31 @@ async fn write_status(
     if previous == Some(&new) {
         return Ok(false);
     }
-    announce_transitions(ctx, cluster, previous, &new).await;
+    // The cached object can lag behind the status this controller wrote a
+    // moment ago; compare with the stored one before writing (and before
+    // announcing transitions that already were announced).
     let namespace = cluster.namespace().unwrap_or_default();
     let name = cluster.name_any();
+    let stored = ctx
+        .applier
+        .get::<OpenBaoCluster>(&namespace, &name)
+        .await?
+        .and_then(|c| c.status);
+    let previous = stored.as_ref().or(previous);
+    let new = status::compute(cluster, previous, seen, now());
+    if previous == Some(&new) {
+        return Ok(false);
+    }
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let before = serde_json::to_value(previous).unwrap_or_default();
+        let after = serde_json::to_value(&new).unwrap_or_default();
+        tracing::debug!(
+            cluster = %cluster.name_any(),
+            at = %crate::render::first_difference(&before, &after, ""),
+            "status changed"
+        );
+    }
+    announce_transitions(ctx, cluster, previous, &new).await;
     ctx.applier.count_write();
     ctx.applier
         .api::<OpenBaoCluster>(&namespace)
@@ -251,8 +273,12 @@ async fn announce_transitions(
             types::PRODUCTION_READY => false,
             _ => condition.status == ConditionStatus::False,
         };
-        // Waiting states before the first pod answers are not news.
-        if condition.status == ConditionStatus::Unknown {
+        // Waiting states before the first pod answers are not news, nor is
+        // the first look at a new cluster, unless it is already in trouble
+        // (an invalid spec, for example).
+        if condition.status == ConditionStatus::Unknown
+            || (before.is_none() && !(condition.type_ == types::DEGRADED && bad))
+        {
             continue;
         }
         let kind = if bad {
@@ -282,6 +308,7 @@ pub(crate) async fn event(
     note: &str,
 ) {
     ctx.applier.count_write();
+    tracing::debug!(cluster = %cluster.name_any(), reason, "publishing an Event");
     let reference = cluster.object_ref(&());
     let published = ctx
         .recorder

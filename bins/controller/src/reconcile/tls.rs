@@ -53,21 +53,21 @@ pub async fn operator_managed(
     };
     let sans = render::secrets::server_sans(cluster)?;
     let rolled_out = rolled_out(ctx, cluster, &stored).await?;
-    let state = match tls::TlsState::read(&stored, rolled_out) {
-        Ok(state) => state,
-        Err(error) => return Ok(invalid(error.to_string())),
-    };
     let now = k8s_openapi::jiff::Timestamp::now();
-    let action = tls::plan(&state, &sans, now, &policy);
-    let (reason, message) = match &action {
-        TlsAction::Keep => (reasons::CERTIFICATE_VALID, String::new()),
-        TlsAction::AwaitRollout { .. } | TlsAction::StartCaRotation { .. } => {
-            (reasons::CA_ROTATING, action.to_string())
+    // Act until nothing is left to do now: a new cluster gets its CA and
+    // its server certificate in one reconcile. Bounded, in case a decision
+    // repeats.
+    let mut last = TlsAction::Keep;
+    for _ in 0..4 {
+        let state = match tls::TlsState::read(&stored, rolled_out) {
+            Ok(state) => state,
+            Err(error) => return Ok(invalid(error.to_string())),
+        };
+        last = tls::plan(&state, &sans, now, &policy);
+        if paused || matches!(last, TlsAction::Keep | TlsAction::AwaitRollout { .. }) {
+            break;
         }
-        other => (reasons::CERTIFICATE_RENEWING, other.to_string()),
-    };
-    if !paused && !matches!(action, TlsAction::Keep | TlsAction::AwaitRollout { .. }) {
-        let writes = tls::perform(&action, &stored, &sans, now, &policy)
+        let writes = tls::perform(&last, &stored, &sans, now, &policy)
             .map_err(|e| ReconcileError::Tls(e.to_string()))?;
         if let Some(ca) = &writes.ca_secret {
             let mut secret = render::secrets::tls_ca_secret(cluster, "", "")?;
@@ -84,12 +84,19 @@ pub async fn operator_managed(
             ctx,
             cluster,
             EventType::Normal,
-            action.kind(),
+            last.kind(),
             "ManageTLS",
-            &action.to_string(),
+            &last.to_string(),
         )
         .await;
     }
+    let (reason, message) = match &last {
+        TlsAction::Keep => (reasons::CERTIFICATE_VALID, String::new()),
+        TlsAction::AwaitRollout { .. } | TlsAction::StartCaRotation { .. } => {
+            (reasons::CA_ROTATING, last.to_string())
+        }
+        other => (reasons::CERTIFICATE_RENEWING, other.to_string()),
+    };
     let Some(server) = &stored.server else {
         return Ok(TlsState {
             ca_pem: None,

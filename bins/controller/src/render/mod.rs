@@ -277,7 +277,7 @@ pub fn metadata_json(meta: &ObjectMeta) -> Result<serde_json::Value, RenderError
 }
 
 /// The JSON path of the first place two values differ.
-fn first_difference(a: &serde_json::Value, b: &serde_json::Value, at: &str) -> String {
+pub(crate) fn first_difference(a: &serde_json::Value, b: &serde_json::Value, at: &str) -> String {
     use serde_json::Value;
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
