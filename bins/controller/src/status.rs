@@ -58,6 +58,8 @@ pub struct Observation {
     pub root_token_stored: bool,
     /// A user-facing problem that stops the reconcile (invalid spec).
     pub invalid_spec: Option<String>,
+    /// The requested exposure cannot be applied (Gateway API missing).
+    pub exposure_problem: Option<String>,
 }
 
 /// The new status. `previous` keeps transition times of unchanged conditions.
@@ -340,6 +342,9 @@ fn raft_state(
 }
 
 fn degraded(cluster: &OpenBaoCluster, seen: &Observation) -> Option<(&'static str, String)> {
+    if let Some(problem) = &seen.exposure_problem {
+        return Some((reasons::GATEWAY_API_MISSING, problem.clone()));
+    }
     if let Some(error) = &seen.membership_error {
         return Some((reasons::MISSING_CAPABILITY, error.clone()));
     }
@@ -458,6 +463,7 @@ mod tests {
             },
             root_token_stored: false,
             invalid_spec: None,
+            exposure_problem: None,
         }
     }
 

@@ -335,3 +335,131 @@ fn reconcile_count(running: &Running) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+
+#[tokio::test]
+async fn ingress_is_applied_and_a_missing_gateway_api_is_reported() {
+    let (_plane, client, _running) = start().await;
+    let exposed = |gateway: bool| {
+        json!({
+            "version": "2.7.2", "profile": "Development",
+            "ingress": {"enabled": true, "host": "bao.example.test",
+                        "annotations": {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"}},
+            "gateway": {"enabled": gateway, "hostname": "bao.example.test",
+                        "gatewayRef": {"name": "public", "namespace": "gateways"}},
+        })
+    };
+    apply_cluster(&client, NS, "web", exposed(true)).await;
+    let ingresses: Api<k8s_openapi::api::networking::v1::Ingress> =
+        Api::namespaced(client.clone(), NS);
+    let ingress = poll_until_ok(WAIT, "the Ingress", || async {
+        Ok(ingresses.get_opt(&names::ingress("web")).await?)
+    })
+    .await
+    .unwrap();
+    let rule = &ingress.spec.unwrap().rules.unwrap()[0];
+    assert_eq!(rule.host.as_deref(), Some("bao.example.test"));
+    until(WAIT, "Degraded: the Gateway API is missing", || async {
+        condition(&cluster(&client, "web").await, types::DEGRADED)
+            == Some(("True".into(), "GatewayAPIMissing".into()))
+    })
+    .await
+    .unwrap();
+    // The server certificate names the exposure host.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let cert = secrets.get(&names::tls_server_secret("web")).await.unwrap();
+    let pem = String::from_utf8(cert.data.unwrap()["tls.crt"].0.clone()).unwrap();
+    let info = controller::tls::inspect(&pem).unwrap();
+    assert!(
+        info.sans.iter().any(|s| s == "bao.example.test"),
+        "{:?}",
+        info.sans
+    );
+
+    apply_cluster(&client, NS, "web", exposed(false)).await;
+    until(WAIT, "Degraded cleared", || async {
+        condition(&cluster(&client, "web").await, types::DEGRADED)
+            == Some(("False".into(), "AsExpected".into()))
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn an_external_certificate_is_read_and_its_renewal_rolls_the_template() {
+    use controller::tls::{issue_ca, issue_server};
+    let (_plane, client, _running) = start().await;
+    apply_cluster(
+        &client,
+        NS,
+        "ext",
+        json!({"version": "2.7.2", "profile": "Development",
+               "tls": {"mode": "External", "externalSecretName": "ext-cert"}}),
+    )
+    .await;
+    until(WAIT, "TLSReady False: the Secret is missing", || async {
+        condition(&cluster(&client, "ext").await, types::TLS_READY)
+            == Some(("False".into(), "TLSSecretMissing".into()))
+    })
+    .await
+    .unwrap();
+
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let day = Duration::from_secs(86_400);
+    let ca = issue_ca("ext", now, day * 30).unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
+    let template_hash = || async {
+        sets.get_opt(&names::statefulset("ext"))
+            .await
+            .unwrap()
+            .and_then(|s| s.spec.template.metadata)
+            .and_then(|m| m.annotations)
+            .and_then(|a| a.get(labels::TLS_HASH).cloned())
+    };
+    let mut hashes = Vec::new();
+    for round in 0..2 {
+        // What cert-manager would write, renewed in the second round.
+        let server =
+            issue_server(&ca, &["ext.team-a.svc".to_owned()], now, day * (10 + round)).unwrap();
+        secrets
+            .patch(
+                "ext-cert",
+                &PatchParams::apply("cert-manager").force(),
+                &Patch::Apply(json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "ext-cert"},
+                    "type": "kubernetes.io/tls",
+                    "stringData": {"tls.crt": server.cert_pem, "tls.key": server.key_pem, "ca.crt": ca.cert_pem},
+                })),
+            )
+            .await
+            .unwrap();
+        let previous = hashes.last().cloned();
+        let hash = poll_until_ok(WAIT, "the template follows the certificate", || {
+            let previous = previous.clone();
+            async move {
+                Ok(template_hash()
+                    .await
+                    .filter(|h| !h.is_empty() && Some(h) != previous.as_ref()))
+            }
+        })
+        .await
+        .unwrap();
+        hashes.push(hash);
+    }
+    assert_eq!(
+        condition(&cluster(&client, "ext").await, types::TLS_READY),
+        Some(("True".into(), "CertificateValid".into()))
+    );
+    // The user's Secret is read, never written or owned by the operator.
+    let cert = secrets.get("ext-cert").await.unwrap();
+    assert!(cert.metadata.owner_references.is_none());
+    assert!(
+        cert.metadata
+            .managed_fields
+            .unwrap_or_default()
+            .iter()
+            .all(|f| f.manager.as_deref() != Some("openbao-operator")),
+        "the operator wrote the user's Secret"
+    );
+}

@@ -1,5 +1,7 @@
 //! Every rendered Kubernetes object is accepted by a real kube-apiserver
 //! (schema, defaults and validation), for the development and the full sample.
+//! The Gateway API CRDs are not installed in the test API server, so the
+//! routes (`render::exposure::route`) are only golden-tested.
 
 // A test fails loudly on any unexpected error.
 #![allow(clippy::unwrap_used)]
@@ -12,6 +14,7 @@ use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 use lifecycle_types::OpenBaoCluster;
+use lifecycle_types::cluster::IngressSpec;
 use serde_json::{Value, json};
 use test_support::ControlPlane;
 
@@ -45,6 +48,9 @@ fn objects(cluster: &OpenBaoCluster, inputs: &Inputs) -> Vec<Value> {
     }
     if let Some(pdb) = render::pdb::pdb(cluster, inputs).unwrap() {
         all.push(v(&pdb));
+    }
+    if let Some(ingress) = render::exposure::ingress(cluster).unwrap() {
+        all.push(v(&ingress));
     }
     all
 }
@@ -86,7 +92,23 @@ async fn the_api_server_accepts_every_rendered_object() {
         ("openbaocluster-full.yaml", false),
     ] {
         inputs.initialized = initialized;
-        for object in objects(&sample(file), &inputs) {
+        let mut cluster = sample(file);
+        if cluster.spec.ingress.is_none() {
+            // The development sample has no Ingress: give it one with TLS.
+            cluster.spec.ingress = Some(IngressSpec {
+                enabled: true,
+                class_name: Some("nginx".into()),
+                host: "bao.example.com".into(),
+                path: "/".into(),
+                tls_secret_name: Some("bao-example-com-tls".into()),
+                annotations: [(
+                    "nginx.ingress.kubernetes.io/backend-protocol".to_owned(),
+                    "HTTPS".to_owned(),
+                )]
+                .into(),
+            });
+        }
+        for object in objects(&cluster, &inputs) {
             let object: DynamicObject = serde_json::from_value(object).unwrap();
             let types = object.types.clone().unwrap();
             let (group, version) = types
@@ -111,7 +133,7 @@ async fn the_api_server_accepts_every_rendered_object() {
         }
     }
     assert!(
-        created >= 22,
+        created >= 24,
         "expected every object of both samples, got {created}"
     );
 }

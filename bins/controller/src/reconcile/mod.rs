@@ -141,6 +141,7 @@ async fn reconcile_inner(cluster: &OpenBaoCluster, ctx: &Context) -> Result<Next
             },
             root_token_stored: false,
             invalid_spec: Some(message.clone()),
+            exposure_problem: None,
         };
         // The Degraded transition to InvalidSpec is announced as an Event.
         write_status(cluster, ctx, &seen).await?;

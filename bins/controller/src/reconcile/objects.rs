@@ -2,8 +2,10 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use lifecycle_types::cluster::RaftState;
 use lifecycle_types::{OpenBaoCluster, names};
 
@@ -15,6 +17,9 @@ use crate::render::{self, Inputs};
 /// What the applied objects say about the cluster's stage.
 #[derive(Debug, Clone)]
 pub struct Stage {
+    /// Why the requested exposure could not be applied (Gateway API CRDs
+    /// missing), for the Degraded condition.
+    pub exposure_problem: Option<String>,
     /// The StatefulSet as it is now (`None` while paused before creation).
     pub statefulset: Option<StatefulSet>,
     /// Pods the StatefulSet runs now; may exceed `spec.replicas` while
@@ -59,6 +64,7 @@ pub async fn apply(
     let live_replicas = live.as_ref().and_then(|s| s.spec.replicas).unwrap_or(0);
     if paused {
         return Ok(Stage {
+            exposure_problem: None,
             statefulset: live,
             replicas: live_replicas,
         });
@@ -98,11 +104,24 @@ pub async fn apply(
         .apply(&render::network_policy::network_policy(cluster)?)
         .await?;
 
+    match render::exposure::ingress(cluster)? {
+        Some(ingress) => {
+            applier.apply(&ingress).await?;
+        }
+        None => {
+            applier
+                .delete::<Ingress>(&namespace, &names::ingress(&name))
+                .await?;
+        }
+    }
+    let exposure_problem = apply_route(cluster, ctx).await?;
+
     let mut desired = render::statefulset::statefulset(cluster, &inputs)?;
     let replicas = hold_for_raft(cluster, desired_replicas(&desired), live_replicas);
     desired.spec.replicas = Some(replicas);
     let statefulset = applier.apply(&desired).await?;
     Ok(Stage {
+        exposure_problem,
         statefulset: Some(statefulset),
         replicas,
     })
@@ -137,5 +156,90 @@ fn hold_for_raft(cluster: &OpenBaoCluster, desired: i32, live: i32) -> i32 {
         live
     } else {
         desired
+    }
+}
+
+/// The Gateway API route, if `spec.gateway` asks for one, and no route of
+/// the other kind. The Gateway API is optional in a cluster: when its CRDs
+/// are missing the route cannot exist, and the answer says so.
+async fn apply_route(
+    cluster: &OpenBaoCluster,
+    ctx: &Context,
+) -> Result<Option<String>, ReconcileError> {
+    use render::exposure::{
+        http_route_resource, route, route_api_resource, route_name, tls_route_resource,
+    };
+    let name = cluster.name_any();
+    let namespace = cluster.namespace().unwrap_or_default();
+    let wanted = route_api_resource(cluster);
+    let route_name = route_name(&name);
+    let client = ctx.client().clone();
+    let failed = |verb: &'static str, source: kube::Error| {
+        ReconcileError::Apply(crate::apply::ApplyError::Api {
+            verb,
+            kind: "route".into(),
+            namespace: namespace.clone(),
+            name: route_name.clone(),
+            source: Box::new(source),
+        })
+    };
+    for resource in [http_route_resource(), tls_route_resource()] {
+        if wanted.as_ref() == Some(&resource) {
+            continue;
+        }
+        let api = Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &resource);
+        if get_route(&api, &route_name)
+            .await
+            .map_err(|e| failed("get", e))?
+            .is_some()
+        {
+            ctx.applier.count_write();
+            api.delete(&route_name, &DeleteParams::default())
+                .await
+                .map_err(|e| failed("delete", e))?;
+        }
+    }
+    let (Some(resource), Some(desired)) = (wanted, route(cluster)?) else {
+        return Ok(None);
+    };
+    let api = Api::<DynamicObject>::namespaced_with(client, &namespace, &resource);
+    let want = serde_json::to_value(&desired).map_err(|e| ReconcileError::Other(e.to_string()))?;
+    if let Some(live) = get_route(&api, &route_name)
+        .await
+        .map_err(|e| failed("get", e))?
+    {
+        let have = serde_json::to_value(&live).map_err(|e| ReconcileError::Other(e.to_string()))?;
+        if crate::apply::contains(&have, &want) {
+            return Ok(None);
+        }
+    }
+    ctx.applier.count_write();
+    match api
+        .patch(
+            &route_name,
+            &PatchParams::apply(crate::apply::FIELD_MANAGER).force(),
+            &Patch::Apply(&want),
+        )
+        .await
+    {
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Some(format!(
+            "spec.gateway asks for a {} but the Gateway API CRDs ({}) are not installed; install them or disable spec.gateway",
+            resource.kind, resource.group
+        ))),
+        Err(source) => Err(failed("apply", source)),
+    }
+}
+
+/// A route, or `None` when it or its whole API is missing (without the
+/// Gateway API CRDs the API server answers a bare 404 page).
+async fn get_route(
+    api: &Api<DynamicObject>,
+    name: &str,
+) -> Result<Option<DynamicObject>, kube::Error> {
+    match api.get(name).await {
+        Ok(route) => Ok(Some(route)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(error) => Err(error),
     }
 }

@@ -106,6 +106,7 @@ pub async fn observe(
         tls: material.tls.clone(),
         root_token_stored: material.root_token_stored,
         invalid_spec: None,
+        exposure_problem: stage.exposure_problem.clone(),
     };
     if initialized {
         read_membership(ctx, &addr, &mut seen).await;

@@ -179,6 +179,7 @@ mod tests {
             },
             root_token_stored: false,
             invalid_spec: None,
+            exposure_problem: None,
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub mod autopilot;
 pub mod config;
+pub mod exposure;
 pub mod network_policy;
 pub mod pdb;
 pub mod rbac;
