@@ -127,6 +127,14 @@ async fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
     )
     .await
     .unwrap();
+    // A standby is alive and ready (ready to take over), as the Deployment's
+    // probes ask.
+    for path in ["healthz", "readyz"] {
+        let answer = reqwest::get(format!("http://{b_metrics}/{path}"))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), reqwest::StatusCode::OK, "/{path}");
+    }
 
     apply_cluster(
         &client,

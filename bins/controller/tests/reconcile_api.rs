@@ -175,7 +175,23 @@ async fn objects_status_idempotence_drift_and_pause() {
     );
     assert_eq!(versions(&client, "dev").await, before, "an object changed");
 
-    // Drift: a deleted ConfigMap comes back, an edited StatefulSet is put back.
+    // Drift: a deleted Service or ConfigMap comes back, an edited
+    // StatefulSet is put back.
+    let services: Api<Service> = Api::namespaced(client.clone(), NS);
+    let active = names::active_service("dev");
+    let old_uid = services.get(&active).await.unwrap().uid();
+    services
+        .delete(&active, &DeleteParams::default())
+        .await
+        .unwrap();
+    poll_until_ok(Duration::from_secs(15), "the Service restored", || async {
+        Ok(services
+            .get_opt(&active)
+            .await?
+            .filter(|s| s.uid() != old_uid))
+    })
+    .await
+    .unwrap();
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
     let config = names::config_map("dev");
     maps.delete(&config, &DeleteParams::default())
