@@ -57,8 +57,9 @@ async fn converged(client: &kube::Client, name: &str, replicas: usize, within: D
     }
 }
 
-#[tokio::test]
-async fn development_cluster_bootstraps_heals_and_scales() {
+/// A control plane with the CRDs and the tenant namespace, and a node agent
+/// that runs its pods.
+async fn start() -> (ControlPlane, kube::Client, NodeAgent) {
     let plane = ControlPlane::start().await.unwrap();
     plane.install_crds().await.unwrap();
     let client = plane.client().await.unwrap();
@@ -66,6 +67,12 @@ async fn development_cluster_bootstraps_heals_and_scales() {
     let agent = NodeAgent::start(&plane, NodeAgentOptions::default())
         .await
         .unwrap();
+    (plane, client, agent)
+}
+
+#[tokio::test]
+async fn development_cluster_bootstraps_heals_and_scales() {
+    let (plane, client, agent) = start().await;
     let running = Running::start(&plane, agent.resolver()).await;
     let spec = |replicas: i32| {
         json!({
@@ -104,27 +111,8 @@ async fn development_cluster_bootstraps_heals_and_scales() {
         .clone();
     assert!(gaps.contains("root token"), "{gaps}");
     // Every pod runs the post-bootstrap template (the gate replaced pod 0).
-    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
-    let set = sets.get(&names::statefulset("dev")).await.unwrap();
-    let revision = set.status.unwrap().update_revision.unwrap();
+    rolled_out(&client, "dev", 3, 1, Duration::from_secs(120)).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    poll_until(
-        Duration::from_secs(120),
-        "every pod on the current template",
-        || async {
-            let mut current = 0;
-            for i in 0..3 {
-                let pod = pods.get(&format!("dev-{i}")).await?;
-                if pod.labels().get("controller-revision-hash") == Some(&revision) {
-                    current += 1;
-                }
-            }
-            Ok(current == 3)
-        },
-    )
-    .await
-    .unwrap();
-    converged(&client, "dev", 3, Duration::from_secs(120)).await;
 
     // A killed pod comes back unsealed and rejoined.
     let victim = format!("dev-{}", if leader == "dev-1" { 2 } else { 1 });
@@ -177,13 +165,7 @@ async fn hardened_self_init_cluster_unseals_through_transit_without_a_root_token
     use reqwest::Method;
     use test_support::openbao_pods::{OpenBaoPodsOptions, deploy_openbao};
 
-    let plane = ControlPlane::start().await.unwrap();
-    plane.install_crds().await.unwrap();
-    let client = plane.client().await.unwrap();
-    namespace(&client, NS).await;
-    let agent = NodeAgent::start(&plane, NodeAgentOptions::default())
-        .await
-        .unwrap();
+    let (plane, client, agent) = start().await;
 
     // The Transit server: one OpenBao pod, a key, and a token that may only
     // encrypt and decrypt with it.
@@ -386,7 +368,13 @@ fn probe_active(
 
 /// Waits until every pod runs the StatefulSet's newest template and the
 /// cluster has converged again.
-async fn rolled_out(client: &kube::Client, name: &str, replicas: usize, generation: i64) {
+async fn rolled_out(
+    client: &kube::Client,
+    name: &str,
+    replicas: usize,
+    generation: i64,
+    within: Duration,
+) {
     poll_until(
         Duration::from_secs(30),
         "the new generation observed",
@@ -402,26 +390,22 @@ async fn rolled_out(client: &kube::Client, name: &str, replicas: usize, generati
     .unwrap();
     let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
-    poll_until(
-        Duration::from_secs(300),
-        "every pod on the newest template",
-        || async {
-            let set = sets.get(&names::statefulset(name)).await?;
-            let Some(revision) = set.status.and_then(|s| s.update_revision) else {
-                return Ok(false);
-            };
-            let mut current = 0;
-            for i in 0..replicas {
-                if let Some(pod) = pods.get_opt(&format!("{name}-{i}")).await?
-                    && pod.labels().get("controller-revision-hash") == Some(&revision)
-                    && pod.metadata.deletion_timestamp.is_none()
-                {
-                    current += 1;
-                }
+    poll_until(within, "every pod on the newest template", || async {
+        let set = sets.get(&names::statefulset(name)).await?;
+        let Some(revision) = set.status.and_then(|s| s.update_revision) else {
+            return Ok(false);
+        };
+        let mut current = 0;
+        for i in 0..replicas {
+            if let Some(pod) = pods.get_opt(&format!("{name}-{i}")).await?
+                && pod.labels().get("controller-revision-hash") == Some(&revision)
+                && pod.metadata.deletion_timestamp.is_none()
+            {
+                current += 1;
             }
-            Ok(current == replicas)
-        },
-    )
+        }
+        Ok(current == replicas)
+    })
     .await
     .unwrap();
     converged(client, name, replicas, Duration::from_secs(120)).await;
@@ -432,13 +416,7 @@ async fn rolled_out(client: &kube::Client, name: &str, replicas: usize, generati
 /// measured and printed (tests do not assert timings).
 #[tokio::test]
 async fn config_change_and_certificate_rotation_roll_through_the_gate() {
-    let plane = ControlPlane::start().await.unwrap();
-    plane.install_crds().await.unwrap();
-    let client = plane.client().await.unwrap();
-    namespace(&client, NS).await;
-    let agent = NodeAgent::start(&plane, NodeAgentOptions::default())
-        .await
-        .unwrap();
+    let (plane, client, agent) = start().await;
     let running = Running::start(&plane, agent.resolver()).await;
     let spec = |log_level: &str, extra_sans: &[&str]| {
         json!({
@@ -451,7 +429,7 @@ async fn config_change_and_certificate_rotation_roll_through_the_gate() {
     };
     apply_cluster(&client, NS, "dev", spec("info", &[])).await;
     converged(&client, "dev", 3, Duration::from_secs(240)).await;
-    rolled_out(&client, "dev", 3, 1).await;
+    rolled_out(&client, "dev", 3, 1, Duration::from_secs(300)).await;
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     let server_secret = || async {
@@ -485,7 +463,7 @@ async fn config_change_and_certificate_rotation_roll_through_the_gate() {
         let (stop, probe) = probe_active(agent.resolver(), url.clone(), ca_pem.clone());
         let started = std::time::Instant::now();
         apply_cluster(&client, NS, "dev", new_spec).await;
-        rolled_out(&client, "dev", 3, generation).await;
+        rolled_out(&client, "dev", 3, generation, Duration::from_secs(300)).await;
         let took = started.elapsed();
         stop.send(true).unwrap();
         let (longest_gap, failures) = probe.await.unwrap();

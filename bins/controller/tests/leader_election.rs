@@ -70,10 +70,7 @@ async fn reconciles(address: SocketAddr) -> Option<u64> {
         .text()
         .await
         .ok()?;
-    text.lines()
-        .find(|l| l.starts_with("openbao_operator_reconcile_duration_seconds_count "))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
+    common::reconciles_in(&text)
 }
 
 async fn holder(client: &kube::Client) -> Option<String> {

@@ -344,12 +344,7 @@ async fn deletion_policies_keep_or_remove_the_keys() {
 }
 
 fn reconcile_count(running: &Running) -> u64 {
-    let text = running.ctx.metrics.encode();
-    text.lines()
-        .find(|l| l.starts_with("openbao_operator_reconcile_duration_seconds_count"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    common::reconciles_in(&running.ctx.metrics.encode()).unwrap_or(0)
 }
 
 #[tokio::test]

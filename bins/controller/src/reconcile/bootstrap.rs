@@ -11,7 +11,7 @@ use kube::runtime::events::EventType;
 use lifecycle_types::{OpenBaoCluster, names};
 use openbao_client::{HealthState, InitRequest, Token};
 
-use super::secrets::Material;
+use super::secrets::{Material, secret_text};
 use super::{ReconcileError, event};
 use crate::context::Context;
 use crate::reconcile::observe::address;
@@ -156,12 +156,7 @@ async fn operator_bootstrap(
             "{pod} is initialized but Secret {namespace}/{secret_name} with the root token does not exist (the operator stopped between sys/init and storing it, or the Secret was deleted). The controller cannot bootstrap its access: delete the cluster's PersistentVolumeClaims and pods to start over, or use spec.selfInit"
         )));
     };
-    let token = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(names::ROOT_TOKEN))
-        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-        .unwrap_or_default();
+    let token = secret_text(&secret, names::ROOT_TOKEN).unwrap_or_default();
     let fail = |source| ReconcileError::OpenBao {
         pod: pod.to_owned(),
         source,

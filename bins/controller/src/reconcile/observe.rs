@@ -30,14 +30,7 @@ pub async fn observe(
     stage: &Stage,
 ) -> Result<Observation, ReconcileError> {
     let name = cluster.name_any();
-    let namespace = cluster.namespace().unwrap_or_default();
-    let pods = ctx
-        .applier
-        .api::<Pod>(&namespace)
-        .list(&ListParams::default().labels(&format!("{}={name}", labels::CLUSTER)))
-        .await
-        .map_err(|source| crate::apply::api_error::<Pod>("list", &namespace, &name, source))?
-        .items;
+    let pods = cluster_pods(cluster, ctx).await?;
     let addr = address(cluster, material);
     let set = names::statefulset(&name);
     let count = stage.replicas.max(cluster.spec.replicas).max(0) as usize;
@@ -52,12 +45,7 @@ pub async fn observe(
             let terminating = pod.is_some_and(|p| p.metadata.deletion_timestamp.is_some());
             let ready = !terminating && pod.is_some_and(pod_ready);
             let current = match (pod, revision) {
-                (Some(p), Some(rev)) => {
-                    p.labels()
-                        .get("controller-revision-hash")
-                        .map(String::as_str)
-                        == Some(rev)
-                }
+                (Some(p), Some(rev)) => runs_revision(p, rev),
                 _ => false,
             };
             let restarts = pod.map(restarts).unwrap_or(0);
@@ -145,6 +133,30 @@ pub async fn read_membership(ctx: &Context, addr: &ClusterAddress, seen: &mut Ob
             ));
         }
     }
+}
+
+/// The cluster's pods, by the cluster label.
+pub async fn cluster_pods(
+    cluster: &OpenBaoCluster,
+    ctx: &Context,
+) -> Result<Vec<Pod>, ReconcileError> {
+    let name = cluster.name_any();
+    let namespace = cluster.namespace().unwrap_or_default();
+    Ok(ctx
+        .applier
+        .api::<Pod>(&namespace)
+        .list(&ListParams::default().labels(&format!("{}={name}", labels::CLUSTER)))
+        .await
+        .map_err(|source| crate::apply::api_error::<Pod>("list", &namespace, &name, source))?
+        .items)
+}
+
+/// The pod was created from the StatefulSet revision `revision`.
+pub fn runs_revision(pod: &Pod, revision: &str) -> bool {
+    pod.labels()
+        .get("controller-revision-hash")
+        .map(String::as_str)
+        == Some(revision)
 }
 
 pub fn pod_ready(pod: &Pod) -> bool {

@@ -145,14 +145,8 @@ async fn external(cluster: &OpenBaoCluster, ctx: &Context) -> Result<TlsState, R
             ),
         ));
     };
-    let field = |key: &str| {
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-    };
-    let (Some(cert), Some(ca)) = (field(TLS_CERT), field(TLS_CA)) else {
+    let (Some(cert), Some(ca)) = (secret_text(&secret, TLS_CERT), secret_text(&secret, TLS_CA))
+    else {
         return Ok(missing(
             reasons::TLS_SECRET_INVALID,
             format!(
@@ -173,6 +167,15 @@ async fn external(cluster: &OpenBaoCluster, ctx: &Context) -> Result<TlsState, R
         },
         expiry,
     })
+}
+
+/// One field of a Secret as text.
+pub fn secret_text(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
 }
 
 /// A digest of what the pods mount, so a new certificate rolls the pods.

@@ -4,13 +4,13 @@
 //! asked for exactly the missing one on its next look.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::ListParams;
 use kube::runtime::events::EventType;
 use lifecycle_types::conditions::reasons;
 use lifecycle_types::{OpenBaoCluster, labels, names};
 
+use super::observe::{cluster_pods, runs_revision};
 use super::secrets::{TlsState, tls_hash};
 use super::{ReconcileError, event};
 use crate::context::Context;
@@ -164,16 +164,10 @@ async fn rolled_out(
     let Some(revision) = set.status.as_ref().and_then(|s| s.update_revision.clone()) else {
         return Ok(false);
     };
-    let pods = ctx
-        .applier
-        .api::<Pod>(&namespace)
-        .list(&ListParams::default().labels(&format!("{}={name}", labels::CLUSTER)))
-        .await
-        .map_err(|source| crate::apply::api_error::<Pod>("list", &namespace, &name, source))?;
+    let pods = cluster_pods(cluster, ctx).await?;
     let replicas = set.spec.replicas.unwrap_or(0) as usize;
-    Ok(pods.items.len() >= replicas
-        && pods.items.iter().all(|p| {
-            p.labels().get("controller-revision-hash") == Some(&revision)
-                && p.metadata.deletion_timestamp.is_none()
-        }))
+    Ok(pods.len() >= replicas
+        && pods
+            .iter()
+            .all(|p| runs_revision(p, &revision) && p.metadata.deletion_timestamp.is_none()))
 }

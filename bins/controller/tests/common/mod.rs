@@ -134,3 +134,12 @@ pub fn condition(cluster: &OpenBaoCluster, type_: &str) -> Option<(String, Strin
     lifecycle_types::conditions::find(&status.conditions, type_)
         .map(|c| (format!("{:?}", c.status), c.reason.clone()))
 }
+
+/// Reconciles counted in a `/metrics` text.
+pub fn reconciles_in(metrics: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with("openbao_operator_reconcile_duration_seconds_count "))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+}
