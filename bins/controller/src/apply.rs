@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -93,10 +93,7 @@ impl Applier {
             + DeserializeOwned
             + Debug,
     {
-        self.api::<K>(namespace)
-            .get_opt(name)
-            .await
-            .map_err(|source| api_error::<K>("get", namespace, name, source))
+        get_from(&self.api::<K>(namespace), &K::kind(&()), namespace, name).await
     }
 
     /// Applies `desired` unless the live object already contains it;
@@ -111,25 +108,71 @@ impl Applier {
     {
         let (namespace, name) = identity(desired)?;
         let want = typed_json(desired)?;
-        if let Some(live) = self.get::<K>(&namespace, &name).await? {
+        self.apply_json(
+            &self.api::<K>(&namespace),
+            &K::kind(&()),
+            &namespace,
+            &name,
+            &want,
+        )
+        .await
+    }
+
+    /// [`Self::apply`] for an object of a kind known only at run time (a
+    /// CRD that may not be installed), through `api`.
+    pub async fn apply_dynamic(
+        &self,
+        api: &Api<DynamicObject>,
+        desired: &DynamicObject,
+    ) -> Result<DynamicObject, ApplyError> {
+        let kind = desired
+            .types
+            .as_ref()
+            .map(|t| t.kind.clone())
+            .unwrap_or_default();
+        let (Some(namespace), Some(name)) = (
+            desired.metadata.namespace.clone(),
+            desired.metadata.name.clone(),
+        ) else {
+            return Err(ApplyError::Unnamed { kind });
+        };
+        let want = serde_json::to_value(desired).map_err(|source| ApplyError::Serialize {
+            kind: kind.clone(),
+            source,
+        })?;
+        self.apply_json(api, &kind, &namespace, &name, &want).await
+    }
+
+    /// The shared apply: read, compare, and patch only when something differs.
+    async fn apply_json<K>(
+        &self,
+        api: &Api<K>,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        want: &Value,
+    ) -> Result<K, ApplyError>
+    where
+        K: Clone + Serialize + DeserializeOwned + Debug,
+    {
+        if let Some(live) = get_from(api, kind, namespace, name).await? {
             let have = serde_json::to_value(&live).map_err(|source| ApplyError::Serialize {
-                kind: K::kind(&()).into_owned(),
+                kind: kind.to_owned(),
                 source,
             })?;
-            if contains(&have, &want) {
+            if contains(&have, want) {
                 return Ok(live);
             }
         }
         self.count_write();
-        tracing::debug!(kind = %K::kind(&()), %namespace, %name, "applying (it differs or is missing)");
-        self.api::<K>(&namespace)
-            .patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&want),
-            )
-            .await
-            .map_err(|source| api_error::<K>("apply", &namespace, &name, source))
+        tracing::debug!(%kind, %namespace, %name, "applying (it differs or is missing)");
+        api.patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(want),
+        )
+        .await
+        .map_err(|source| api_error_for(kind, "apply", namespace, name, source))
     }
 
     /// Creates `object` unless one of that name exists (random material:
@@ -173,20 +216,49 @@ impl Applier {
             + DeserializeOwned
             + Debug,
     {
-        if self.get::<K>(namespace, name).await?.is_none() {
+        self.delete_from(&self.api::<K>(namespace), &K::kind(&()), namespace, name)
+            .await
+    }
+
+    /// [`Self::delete`] through `api` (any kind, also one whose CRD is missing).
+    pub async fn delete_from<K>(
+        &self,
+        api: &Api<K>,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<bool, ApplyError>
+    where
+        K: Clone + DeserializeOwned + Debug,
+    {
+        if get_from(api, kind, namespace, name).await?.is_none() {
             return Ok(false);
         }
         self.count_write();
-        tracing::debug!(kind = %K::kind(&()), %namespace, %name, "deleting");
-        match self
-            .api::<K>(namespace)
-            .delete(name, &DeleteParams::default())
-            .await
-        {
+        tracing::debug!(%kind, %namespace, %name, "deleting");
+        match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
-            Err(source) => Err(api_error::<K>("delete", namespace, name, source)),
+            Err(source) => Err(api_error_for(kind, "delete", namespace, name, source)),
         }
+    }
+}
+
+/// The live object, or `None` when it or its whole API is missing (an
+/// uninstalled CRD answers a bare 404 page, not a NotFound status).
+async fn get_from<K>(
+    api: &Api<K>,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<K>, ApplyError>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    match api.get(name).await {
+        Ok(live) => Ok(Some(live)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(source) => Err(api_error_for(kind, "get", namespace, name, source)),
     }
 }
 
@@ -216,12 +288,30 @@ pub(crate) fn api_error<K: Resource<DynamicType = ()>>(
     name: &str,
     source: kube::Error,
 ) -> ApplyError {
+    api_error_for(&K::kind(&()), verb, namespace, name, source)
+}
+
+fn api_error_for(
+    kind: &str,
+    verb: &'static str,
+    namespace: &str,
+    name: &str,
+    source: kube::Error,
+) -> ApplyError {
     ApplyError::Api {
         verb,
-        kind: K::kind(&()).into_owned(),
+        kind: kind.to_owned(),
         namespace: namespace.to_owned(),
         name: name.to_owned(),
         source: Box::new(source),
+    }
+}
+
+impl ApplyError {
+    /// The API server answered 404: for an apply, the resource type itself
+    /// is not served (a missing CRD).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ApplyError::Api { source, .. } if matches!(**source, kube::Error::Api(ref s) if s.code == 404))
     }
 }
 

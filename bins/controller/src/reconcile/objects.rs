@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject};
 use lifecycle_types::cluster::RaftState;
 use lifecycle_types::{OpenBaoCluster, names};
 
@@ -169,77 +169,28 @@ async fn apply_route(
     use render::exposure::{
         http_route_resource, route, route_api_resource, route_name, tls_route_resource,
     };
-    let name = cluster.name_any();
     let namespace = cluster.namespace().unwrap_or_default();
     let wanted = route_api_resource(cluster);
-    let route_name = route_name(&name);
-    let client = ctx.client().clone();
-    let failed = |verb: &'static str, source: kube::Error| {
-        ReconcileError::Apply(crate::apply::ApplyError::Api {
-            verb,
-            kind: "route".into(),
-            namespace: namespace.clone(),
-            name: route_name.clone(),
-            source: Box::new(source),
-        })
+    let route_name = route_name(&cluster.name_any());
+    let api = |resource: &kube::discovery::ApiResource| {
+        Api::<DynamicObject>::namespaced_with(ctx.client().clone(), &namespace, resource)
     };
     for resource in [http_route_resource(), tls_route_resource()] {
-        if wanted.as_ref() == Some(&resource) {
-            continue;
-        }
-        let api = Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &resource);
-        if get_route(&api, &route_name)
-            .await
-            .map_err(|e| failed("get", e))?
-            .is_some()
-        {
-            ctx.applier.count_write();
-            api.delete(&route_name, &DeleteParams::default())
-                .await
-                .map_err(|e| failed("delete", e))?;
+        if wanted.as_ref() != Some(&resource) {
+            ctx.applier
+                .delete_from(&api(&resource), &resource.kind, &namespace, &route_name)
+                .await?;
         }
     }
     let (Some(resource), Some(desired)) = (wanted, route(cluster)?) else {
         return Ok(None);
     };
-    let api = Api::<DynamicObject>::namespaced_with(client, &namespace, &resource);
-    let want = serde_json::to_value(&desired).map_err(|e| ReconcileError::Other(e.to_string()))?;
-    if let Some(live) = get_route(&api, &route_name)
-        .await
-        .map_err(|e| failed("get", e))?
-    {
-        let have = serde_json::to_value(&live).map_err(|e| ReconcileError::Other(e.to_string()))?;
-        if crate::apply::contains(&have, &want) {
-            return Ok(None);
-        }
-    }
-    ctx.applier.count_write();
-    match api
-        .patch(
-            &route_name,
-            &PatchParams::apply(crate::apply::FIELD_MANAGER).force(),
-            &Patch::Apply(&want),
-        )
-        .await
-    {
+    match ctx.applier.apply_dynamic(&api(&resource), &desired).await {
         Ok(_) => Ok(None),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Some(format!(
+        Err(error) if error.is_not_found() => Ok(Some(format!(
             "spec.gateway asks for a {} but the Gateway API CRDs ({}) are not installed; install them or disable spec.gateway",
             resource.kind, resource.group
         ))),
-        Err(source) => Err(failed("apply", source)),
-    }
-}
-
-/// A route, or `None` when it or its whole API is missing (without the
-/// Gateway API CRDs the API server answers a bare 404 page).
-async fn get_route(
-    api: &Api<DynamicObject>,
-    name: &str,
-) -> Result<Option<DynamicObject>, kube::Error> {
-    match api.get(name).await {
-        Ok(route) => Ok(Some(route)),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-        Err(error) => Err(error),
+        Err(error) => Err(error.into()),
     }
 }
