@@ -1,6 +1,17 @@
 //! Compiles the project's `.proto` files with `protox` (pure Rust, no system
 //! `protoc`) and generates the tonic servers.
 
+/// Messages whose Debug is written by hand in `src/proto.rs`.
+const REDACTED_DEBUG: [&str; 7] = [
+    ".plugin.keystore.common.v1.KeystoreInstanceConfig",
+    ".plugin.keystore.operations.v1.ValidateKeyAccessDataRequest",
+    ".plugin.keystore.operations.v1.ExtractKeyRegionRequest",
+    ".plugin.keystore.operations.v1.TransformCryptoAccessDataRequest",
+    ".service.common.config.v1.ConfigureRequest",
+    ".openbao.keystore.v1.EncryptRequest",
+    ".openbao.keystore.v1.DecryptResponse",
+];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "proto/plugin/keystore/common/v1/common.proto",
@@ -17,6 +28,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(false)
         .build_transport(false)
+        // Messages carrying access data (secretId, privateKey), the plugin
+        // YAML or L2 plaintexts get hand-written Debug impls that leave the
+        // values out (src/proto.rs), so no `{:?}` can leak them.
+        .skip_debug(REDACTED_DEBUG)
         .compile_fds(descriptors)?;
     Ok(())
 }

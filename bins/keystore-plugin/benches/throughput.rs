@@ -25,9 +25,11 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let bao = support::Bao::start().await?;
-    let mut host = support::Host::start(&bao.yaml(), bao.dir.path()).await?;
-    let mgmt = bao.mgmt.access();
-    let crypto = bao.crypto.access();
+    // The management role is the plugin's own credential (YAML); the
+    // crypto role comes with each request, as a tenant's would.
+    let mut host = support::Host::start(&bao.yaml_as(&bao.mgmt), bao.dir.path()).await?;
+    let mgmt = support::plugin_credential();
+    let crypto = bao.crypto.own_credential();
     let created = host
         .ok("CreateKey", json!({"config": support::config(&mgmt), "algorithm": "KEY_ALGORITHM_AES256",
                                 "id": "bench", "region": "eu-test", "keyType": "KEY_TYPE_SYSTEM_MANAGED"}))

@@ -46,6 +46,18 @@ pub const CORE_PROTOCOL_VERSION: u32 = 1;
 pub const APP_PROTOCOL_VERSION: u32 = 1;
 /// The service name go-plugin's health ping asks about.
 pub const HEALTH_SERVICE: &str = "plugin";
+/// Environment variable that lets the plugin serve gRPC without TLS when
+/// the host sets no `PLUGIN_CLIENT_CERT`. Only `true` enables it. The
+/// plugin-sdk catalog always sets the certificate (AutoMTLS), so only a
+/// host of one's own, e.g. a debugger, needs this.
+pub const ALLOW_PLAINTEXT_ENV: &str = "OPENBAO_KEYSTORE_ALLOW_PLAINTEXT_GRPC";
+/// Mode of the plugin's unix socket: only the user running the plugin (and
+/// its host, the same user) may connect.
+pub const SOCKET_MODE: u32 = 0o600;
+/// Mode of the private folder the socket is created in.
+pub const SOCKET_DIR_MODE: u32 = 0o700;
+/// Name of the socket inside its private folder.
+const SOCKET_NAME: &str = "plugin.sock";
 
 /// Why the process refuses to serve.
 #[derive(Debug, thiserror::Error)]
@@ -65,10 +77,35 @@ pub enum LaunchError {
     ProtocolVersion { offered: String },
     #[error("PLUGIN_CLIENT_CERT is not a PEM certificate: {0}")]
     ClientCert(String),
+    #[error(
+        "PLUGIN_CLIENT_CERT is not set, so the plugin would serve gRPC without TLS and without \
+         knowing its host, to anyone who can reach its socket; start it from a plugin-sdk host \
+         (which always sets it), or set {ALLOW_PLAINTEXT_ENV}=true to accept plaintext gRPC on \
+         purpose (for a host of your own, e.g. when debugging)"
+    )]
+    PlaintextRefused,
+    #[error(
+        "{ALLOW_PLAINTEXT_ENV}={value:?} is not understood; set it to true or false, or unset it"
+    )]
+    PlaintextSetting { value: String },
     #[error("cannot create the plugin's TLS certificate: {0}")]
     ServerCert(String),
     #[error("cannot listen on {path}: {source}")]
     Listen {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "cannot create the socket folder {path} (mode 0700) in PLUGIN_UNIX_SOCKET_DIR or the temp dir: {source}"
+    )]
+    SocketDir {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot restrict the socket {path} to mode 0600: {source}")]
+    SocketMode {
         path: String,
         #[source]
         source: io::Error,
@@ -108,6 +145,18 @@ impl HostEnv {
             Some(pem) => Some(parse_cert_pem(&pem)?),
             None => None,
         };
+        let plaintext_allowed = match lookup(ALLOW_PLAINTEXT_ENV).as_deref().map(str::trim) {
+            None | Some("") | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(LaunchError::PlaintextSetting {
+                    value: other.to_owned(),
+                });
+            }
+        };
+        if client_cert.is_none() && !plaintext_allowed {
+            return Err(LaunchError::PlaintextRefused);
+        }
         let socket_dir = lookup("PLUGIN_UNIX_SOCKET_DIR")
             .filter(|s| !s.is_empty())
             .map(PathBuf::from)
@@ -390,17 +439,37 @@ impl std::fmt::Debug for Listener {
 }
 
 impl Listener {
-    /// Binds a fresh socket in `env.socket_dir` and prepares AutoMTLS.
+    /// Binds a fresh socket and prepares AutoMTLS. The socket is created in
+    /// a new folder of mode 0700 inside `env.socket_dir` (which is often the
+    /// shared temp dir), so no other user can reach it even in the moment
+    /// before it is narrowed to mode 0600.
     pub fn bind(env: &HostEnv) -> Result<Self, LaunchError> {
-        let socket = env.socket_dir.join(format!(
-            "plugin-openbao-keystore-{}-{}.sock",
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let folder = env.socket_dir.join(format!(
+            "openbao-keystore-{}-{}",
             std::process::id(),
-            uuid::Uuid::new_v4().simple()
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
         ));
+        // `create` (not `create_all`) fails if the name exists, so a folder
+        // planted by someone else is never used.
+        std::fs::DirBuilder::new()
+            .mode(SOCKET_DIR_MODE)
+            .create(&folder)
+            .map_err(|source| LaunchError::SocketDir {
+                path: folder.display().to_string(),
+                source,
+            })?;
+        let socket = folder.join(SOCKET_NAME);
         let listener = UnixListener::bind(&socket).map_err(|source| LaunchError::Listen {
             path: socket.display().to_string(),
             source,
         })?;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(SOCKET_MODE)).map_err(
+            |source| LaunchError::SocketMode {
+                path: socket.display().to_string(),
+                source,
+            },
+        )?;
         let (acceptor, server_cert) = match &env.client_cert {
             Some(client_cert) => {
                 let (cert, key) = server_identity()?;
@@ -457,6 +526,17 @@ impl Listener {
         futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|conn| (Ok(conn), rx))
         })
+    }
+}
+
+/// Removes the socket and its private folder (made by [`Listener::bind`]).
+pub fn remove_socket(socket: &Path) {
+    let _ = std::fs::remove_file(socket);
+    if socket.file_name().is_some_and(|name| name == SOCKET_NAME)
+        && let Some(folder) = socket.parent()
+    {
+        // Only an empty folder is removed: nothing else of ours lives there.
+        let _ = std::fs::remove_dir(folder);
     }
 }
 
@@ -639,11 +719,83 @@ mod tests {
                 (COOKIE, COOKIE),
                 ("PLUGIN_PROTOCOL_VERSIONS", "2,1"),
                 ("PLUGIN_UNIX_SOCKET_DIR", "/run/x"),
+                (ALLOW_PLAINTEXT_ENV, "true"),
             ]),
         )
         .unwrap();
         assert!(ok.client_cert.is_none());
         assert_eq!(ok.socket_dir, PathBuf::from("/run/x"));
+    }
+
+    #[test]
+    fn plaintext_grpc_needs_an_explicit_opt_in() {
+        let err = HostEnv::from_env(COOKIE, env(&[(COOKIE, COOKIE)])).unwrap_err();
+        assert!(matches!(err, LaunchError::PlaintextRefused));
+        let text = err.to_string();
+        assert!(
+            text.contains("PLUGIN_CLIENT_CERT") && text.contains(ALLOW_PLAINTEXT_ENV),
+            "names the cause and the fix: {text}"
+        );
+        for refused in ["", "false", " false "] {
+            assert!(
+                matches!(
+                    HostEnv::from_env(
+                        COOKIE,
+                        env(&[(COOKIE, COOKIE), (ALLOW_PLAINTEXT_ENV, refused)])
+                    ),
+                    Err(LaunchError::PlaintextRefused)
+                ),
+                "{refused:?}"
+            );
+        }
+        assert!(matches!(
+            HostEnv::from_env(
+                COOKIE,
+                env(&[(COOKIE, COOKIE), (ALLOW_PLAINTEXT_ENV, "yes")])
+            ),
+            Err(LaunchError::PlaintextSetting { .. })
+        ));
+        let (host, _) = server_identity().unwrap();
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64::engine::general_purpose::STANDARD.encode(host.as_ref())
+        );
+        let with_cert = HostEnv::from_env(
+            COOKIE,
+            env(&[(COOKIE, COOKIE), ("PLUGIN_CLIENT_CERT", &pem)]),
+        )
+        .unwrap();
+        assert_eq!(with_cert.client_cert.unwrap().as_ref(), host.as_ref());
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_private_to_the_plugins_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let shared = tempfile::tempdir().unwrap();
+        let env = HostEnv {
+            client_cert: None,
+            socket_dir: shared.path().to_owned(),
+        };
+        let listener = Listener::bind(&env).unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode(&listener.socket),
+            SOCKET_MODE,
+            "{:o}",
+            mode(&listener.socket)
+        );
+        let folder = listener.socket.parent().unwrap().to_owned();
+        assert_eq!(mode(&folder), SOCKET_DIR_MODE);
+        assert_eq!(folder.parent().unwrap(), shared.path());
+        assert!(
+            listener
+                .handshake
+                .contains(&*listener.socket.to_string_lossy())
+        );
+        let socket = listener.socket.clone();
+        drop(listener);
+        remove_socket(&socket);
+        assert!(!folder.exists(), "the socket and its folder are removed");
     }
 
     #[test]

@@ -22,17 +22,40 @@ use crate::config::{self, PluginConfig, Stage, Target};
 use crate::mapping::{self, KeyRef, Rpc};
 use crate::proto::plugin::keystore::operations::v1 as ops;
 
-/// Most identities kept at once; the cache is emptied when it is exceeded
-/// (tokens then simply expire in OpenBao).
-const MAX_SESSIONS: usize = 1024;
-
 /// One OpenBao session: a client for one address and identity, and the
 /// token keeper that logs in, renews and re-logs in for it.
+///
+/// Dropping the last handle revokes its token (revoke-self), so a session
+/// evicted from the cache leaves no live token behind, but only once calls
+/// still using it are done.
 #[derive(Debug)]
 pub struct Session {
-    keeper: TokenKeeper,
+    keeper: Arc<TokenKeeper>,
     description: String,
     batches: Batches,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let keeper = self.keeper.clone();
+        let login = std::mem::take(&mut self.description);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    match keeper.revoke().await {
+                        Ok(()) => tracing::debug!(%login, "revoked the token of a dropped session"),
+                        Err(error) => {
+                            tracing::debug!(%login, %error, "could not revoke the token of a dropped session; it expires with its TTL");
+                        }
+                    }
+                });
+            }
+            Err(_) => tracing::debug!(
+                %login,
+                "a session was dropped outside an async runtime; its token, if any, expires with its TTL"
+            ),
+        }
+    }
 }
 
 impl Session {
@@ -149,19 +172,26 @@ impl Keystore {
         }
         let client = Client::new(client_config).map_err(|e| {
             mapping::invalid_access_data(&config::AccessDataProblem {
-                missing: vec![],
                 invalid: vec![e.to_string()],
+                ..Default::default()
             })
         })?;
-        if sessions.len() >= MAX_SESSIONS {
+        let limit = self.loaded().config.max_cached_sessions.max(1);
+        if sessions.len() >= limit {
+            // Evicted sessions revoke their tokens when their last user is
+            // done (see `Session`'s Drop).
+            tracing::debug!(
+                evicted = sessions.len(),
+                "session cache full; evicting every cached session"
+            );
             sessions.clear();
         }
         let session = Arc::new(Session {
-            keeper: TokenKeeper::new(client, target.login()),
+            keeper: Arc::new(TokenKeeper::new(client, target.login())),
             description: target.auth.describe(),
             batches: Batches::default(),
         });
-        tracing::debug!(login = %session.description, address = %target.address, "new OpenBao session");
+        tracing::debug!(login = %session.description, address = %target.address, owner = ?target.owner, "new OpenBao session");
         sessions.insert(key, session.clone());
         Ok(session)
     }
@@ -288,7 +318,8 @@ impl Keystore {
             .unwrap_or_default();
         let target = self.target(&values)?;
         let name = mapping::key_name(&loaded.config.key_name_prefix, id.trim());
-        let key = mapping::parse_key_id(&format!("{}/{name}", target.transit_mount), "", "")
+        // `name` has the prefix already; the mount is the access data's.
+        let key = mapping::parse_key_id(&name, &target.transit_mount, "")
             .map_err(Status::invalid_argument)?;
         let session = self.session(&target)?;
         if Self::read(&session, &key, Rpc::Other).await?.is_some() {
@@ -556,9 +587,11 @@ impl Keystore {
         let mut problems = Vec::new();
         match &request.management {
             Some(management) => {
-                if let Err(p) =
-                    config::validate_stored(&config::struct_to_json(management), &loaded.config)
-                {
+                if let Err(p) = config::validate_stored(
+                    &config::struct_to_json(management),
+                    &loaded.config,
+                    loaded.ca_pem.as_deref(),
+                ) {
                     problems.push(format!("management: {p}"));
                 }
             }
@@ -568,7 +601,11 @@ impl Keystore {
             for (instance, values) in config::struct_to_json(crypto) {
                 match values {
                     Value::Object(values) => {
-                        if let Err(p) = config::validate_stored(&values, &loaded.config) {
+                        if let Err(p) = config::validate_stored(
+                            &values,
+                            &loaded.config,
+                            loaded.ca_pem.as_deref(),
+                        ) {
                             problems.push(format!("crypto instance {instance}: {p}"));
                         }
                     }
@@ -616,7 +653,7 @@ impl Keystore {
             .ok_or_else(|| {
                 mapping::invalid_access_data(&config::AccessDataProblem {
                     missing: vec!["region".into()],
-                    invalid: vec![],
+                    ..Default::default()
                 })
             })
     }
@@ -765,17 +802,18 @@ pub fn validate_key(
         ));
     }
     if key_type == ops::KeyType::Hyok {
-        mapping::parse_key_id(
-            &request.native_key_id,
-            &config.transit_mount,
-            &config.key_name_prefix,
-        )?;
+        // Shape only: the mount is checked against the access data when
+        // the key is used.
+        mapping::split_key_id(&request.native_key_id)?;
     }
     Ok(())
 }
 
 /// TransformCryptoAccessData without I/O: one `OpenBaoKeyAccessData` per
-/// instance of the JSON `{instance: {...}}`.
+/// instance of the JSON `{instance: {...}}`. Each instance is resolved by
+/// the same rules as a call's access data ([`config::resolve_access`]), so
+/// a refused field is refused here too, and the key id must lie in the
+/// instance's Transit mount.
 pub fn transform_crypto_access_data(
     config: &PluginConfig,
     config_ca_pem: Option<&str>,
@@ -784,8 +822,8 @@ pub fn transform_crypto_access_data(
 ) -> Result<std::collections::HashMap<String, Vec<u8>>, config::AccessDataProblem> {
     use prost::Message;
     let cannot_parse = |message: String| config::AccessDataProblem {
-        missing: vec![],
         invalid: vec![message],
+        ..Default::default()
     };
     let instances: Map<String, Value> = serde_json::from_slice(access_data).map_err(|e| {
         cannot_parse(format!(
@@ -799,46 +837,28 @@ pub fn transform_crypto_access_data(
                 "instance {instance} is not an object"
             )));
         };
-        config::validate_stored(&values, config)?;
-        let string = |k: &str| {
-            values
-                .get(k)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .or_else(|| config.auth.get(k).cloned())
-        };
-        let mount = string("transitMount").unwrap_or_else(|| config.transit_mount.clone());
-        let key = mapping::parse_key_id(native_key_id, &mount, &config.key_name_prefix)
-            .map_err(cannot_parse)?;
-        let method = string("authMethod").unwrap_or_else(|| {
-            match string("authType").as_deref() {
-                Some("AUTH_TYPE_SECRET") => "approle",
-                _ if string("roleId").is_some() => "approle",
-                _ if string("kubernetesRole").is_some() => "kubernetes",
-                _ => "cert",
-            }
-            .to_owned()
-        });
-        let role = match method.as_str() {
-            "approle" => string("roleId"),
-            "kubernetes" => string("kubernetesRole"),
-            _ => string("certRole"),
-        };
+        let access = config::resolve_access(&values, config, config_ca_pem, Stage::Stored)?;
+        let key = mapping::parse_key_id(
+            native_key_id,
+            &access.transit_mount,
+            &config.key_name_prefix,
+        )
+        .map_err(|why| cannot_parse(format!("instance {instance}: {why}")))?;
+        let key_version = values
+            .get("versionIdentifier")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         let message = crate::proto::openbao::keystore::v1::OpenBaoKeyAccessData {
-            address: string("address")
-                .or_else(|| config.address.clone())
-                .unwrap_or_default(),
+            address: access.address.unwrap_or_default(),
             namespace: String::new(),
             transit_mount: key.mount.clone(),
             key_name: key.name.clone(),
-            key_version: string("versionIdentifier").unwrap_or_default(),
-            auth_mount: string("authMount").unwrap_or_else(|| method.clone()),
-            auth_method: method,
-            auth_role: role.unwrap_or_default(),
-            ca_cert_pem: string("caCertPem")
-                .or_else(|| config_ca_pem.map(str::to_owned))
-                .unwrap_or_default(),
+            key_version,
+            auth_method: access.method,
+            auth_mount: access.auth_mount,
+            auth_role: access.role.unwrap_or_default(),
+            ca_cert_pem: access.ca_pem.unwrap_or_default(),
         };
         out.insert(instance, message.encode_to_vec());
     }
@@ -901,7 +921,7 @@ mod tests {
             ..Default::default()
         };
         let data = br#"{"eu": {"certificateSubject": "CN=x", "isEditable": true, "versionIdentifier": "3", "certRole": "tenant"},
-                        "us": {"authMethod": "approle", "roleId": "r1", "secretIdFile": "/s", "transitMount": "other"}}"#;
+                        "us": {"authMethod": "approle", "roleId": "r1", "transitMount": "transit"}}"#;
         let out =
             transform_crypto_access_data(&config, Some("CA"), "transit/openkcm-k", data).unwrap();
         let eu = OpenBaoKeyAccessData::decode(out["eu"].as_slice()).unwrap();
@@ -911,12 +931,16 @@ mod tests {
         assert_eq!(eu.auth_method, "cert");
         assert_eq!(eu.auth_role, "tenant");
         assert_eq!(eu.ca_cert_pem, "CA");
+        assert_eq!(eu.address, "https://bao:8200");
         let us = OpenBaoKeyAccessData::decode(out["us"].as_slice()).unwrap();
         assert_eq!(
-            (us.auth_method.as_str(), us.auth_role.as_str()),
-            ("approle", "r1")
+            (
+                us.auth_method.as_str(),
+                us.auth_role.as_str(),
+                us.auth_mount.as_str()
+            ),
+            ("approle", "r1", "approle")
         );
-        assert_eq!(us.transit_mount, "transit", "the native id's mount wins");
         assert!(transform_crypto_access_data(&config, None, "transit/k", b"[1]").is_err());
         assert!(
             transform_crypto_access_data(
@@ -927,5 +951,30 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn transform_takes_the_mount_from_the_access_data_and_refuses_file_paths() {
+        let config = PluginConfig {
+            address: Some("https://bao:8200".into()),
+            ..Default::default()
+        };
+        let other_mount = br#"{"eu": {"certRole": "t", "transitMount": "tenant-a"}}"#;
+        let problem =
+            transform_crypto_access_data(&config, None, "tenant-b/openkcm-k", other_mount)
+                .unwrap_err();
+        assert!(problem.to_string().contains("transitMount"), "{problem}");
+        let bare = OpenBaoKeyAccessData::decode(
+            transform_crypto_access_data(&config, None, "openkcm-k", other_mount).unwrap()["eu"]
+                .as_slice(),
+        )
+        .unwrap();
+        assert_eq!(bare.transit_mount, "tenant-a");
+        let file =
+            br#"{"eu": {"authMethod": "approle", "roleId": "r", "secretIdFile": "/etc/shadow"}}"#;
+        let problem =
+            transform_crypto_access_data(&config, None, "transit/openkcm-k", file).unwrap_err();
+        assert_eq!(problem.refused[0].field, "secretIdFile");
+        assert!(!problem.to_string().contains("/etc/shadow"), "{problem}");
     }
 }

@@ -37,15 +37,19 @@ use keystore_plugin::{PLUGIN_TYPE, hclog};
 ///
 /// The host sets KeystoreInstanceKeyOperation=KeystoreInstanceKeyOperation
 /// and PLUGIN_CLIENT_CERT; the plugin prints the handshake line on stdout,
-/// serves gRPC over mutual TLS on a unix socket, and logs hclog JSON on
-/// stderr (filter: OPENBAO_KEYSTORE_LOG, default info).
+/// serves gRPC over mutual TLS on a unix socket (mode 0600, in a private
+/// folder), and logs hclog JSON on stderr (filter: OPENBAO_KEYSTORE_LOG,
+/// default info). Without PLUGIN_CLIENT_CERT it refuses to start, unless
+/// OPENBAO_KEYSTORE_ALLOW_PLAINTEXT_GRPC=true accepts plaintext gRPC.
 ///
 /// It creates, reads, enables, disables, deletes and imports customer master
 /// keys in OpenBao Transit, and (extension service
 /// openbao.keystore.v1.L1KeyCrypto) wraps, unwraps and re-wraps L2 key
 /// material there, so key material never leaves OpenBao. It logs in with
-/// certificate auth (what CMK sends), AppRole or Kubernetes auth, per the
-/// access data of each request. See bins/keystore-plugin/README.md.
+/// the credential a request's access data carries (certificate auth, what
+/// CMK sends, or AppRole), or with its own AppRole or Kubernetes credential
+/// from the yamlConfiguration, which it sends only to the configured
+/// addresses. See bins/keystore-plugin/README.md.
 #[derive(Parser, Debug)]
 #[command(version, verbatim_doc_comment)]
 struct Args {}
@@ -123,7 +127,7 @@ async fn run(env: HostEnv) -> anyhow::Result<()> {
         result = server => result.map_err(anyhow::Error::from),
         () = grace => Ok(()),
     };
-    let _ = std::fs::remove_file(&socket);
+    keystore_plugin::goplugin::remove_socket(&socket);
     tracing::info!("stopped");
     result
 }

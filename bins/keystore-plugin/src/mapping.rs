@@ -40,30 +40,66 @@ impl KeyRef {
     }
 }
 
-/// Parses a native key id. `<mount>/<name>` splits on the last `/` (mounts
-/// may be nested, names have no `/`); a bare id means the default mount and
-/// gets the name prefix unless it has it already, so that CMK's recovery
-/// call (GetKey with its own key UUID) finds the key CreateKey made.
-pub fn parse_key_id(id: &str, default_mount: &str, prefix: &str) -> Result<KeyRef, String> {
+/// Parses a native key id against the Transit mount the access data names
+/// (`transitMount`, default from the plugin YAML). The mount always comes
+/// from there, never from the key id: a key id is data CMK stores per key,
+/// and letting it pick the mount would let one tenant's key id reach
+/// another tenant's mount with the plugin's credential. So `<mount>/<name>`
+/// (split on the last `/`; mounts may be nested) must name that mount, and
+/// a bare id is a name in it, prefixed unless it has the prefix already,
+/// so that CMK's recovery call (GetKey with its own key UUID) finds the key
+/// CreateKey made.
+pub fn parse_key_id(id: &str, mount: &str, prefix: &str) -> Result<KeyRef, String> {
     let id = id.trim();
-    if id.is_empty() {
-        return Err("the key id is empty".into());
-    }
-    let (mount, name) = match id.rsplit_once('/') {
-        Some((mount, name)) => (mount.trim_matches('/').to_owned(), name.to_owned()),
-        None => (default_mount.to_owned(), key_name(prefix, id)),
+    let mount = mount.trim_matches('/');
+    let (id_mount, name) = split_key_id(id)?;
+    let name = match id_mount {
+        Some(id_mount) if id_mount != mount => {
+            return Err(format!(
+                "key id {id:?} is in the Transit mount {id_mount:?}, but the access data's transitMount (or the plugin YAML's default) is {mount:?}; the mount comes only from transitMount, so set transitMount: {id_mount} in the key's access data"
+            ));
+        }
+        Some(_) => name.to_owned(),
+        None => key_name(prefix, name),
     };
-    if !crate::config::valid_mount(&mount) {
-        return Err(format!(
-            "the mount {mount:?} of key id {id:?} is not a valid path"
-        ));
+    if !crate::config::valid_mount(mount) {
+        return Err(format!("transitMount {mount:?} is not a valid mount path"));
     }
     if !openbao_client::transit::valid_key_name(&name) {
         return Err(format!(
             "key id {id:?} has no valid key name; use <mount>/<name> with letters, digits, '_', '-' and '.'"
         ));
     }
-    Ok(KeyRef { mount, name })
+    Ok(KeyRef {
+        mount: mount.to_owned(),
+        name,
+    })
+}
+
+/// Splits a native key id into its mount (if any) and name, checking only
+/// its shape (for ValidateKey, which has no access data).
+pub fn split_key_id(id: &str) -> Result<(Option<&str>, &str), String> {
+    let id = id.trim();
+    if id.is_empty() {
+        return Err("the key id is empty".into());
+    }
+    let (mount, name) = match id.rsplit_once('/') {
+        Some((mount, name)) => (Some(mount.trim_matches('/')), name),
+        None => (None, id),
+    };
+    if let Some(mount) = mount
+        && !crate::config::valid_mount(mount)
+    {
+        return Err(format!(
+            "the mount {mount:?} of key id {id:?} is not a valid path"
+        ));
+    }
+    if !openbao_client::transit::valid_key_name(name) {
+        return Err(format!(
+            "key id {id:?} has no valid key name; use <mount>/<name> with letters, digits, '_', '-' and '.'"
+        ));
+    }
+    Ok((mount, name))
 }
 
 /// `prefix + id`, unless `id` already starts with the prefix.
@@ -176,9 +212,35 @@ pub fn status_with_info(
     Status::with_details(code, message, details.encode_to_vec().into())
 }
 
-/// The exact "invalid key access data" status.
+/// The status for unusable access data. Missing or malformed fields give
+/// CMK's exact `invalid key access data` status. Refused fields (a file
+/// path, an address the plugin's credential must not go to, `http://`)
+/// give an `InvalidArgument` whose message names each field and the fix,
+/// since whoever wrote the access data has to change it; ErrorInfo reason
+/// `ACCESS_DATA_REFUSED`, `fields` lists them.
 pub fn invalid_access_data(problem: &crate::config::AccessDataProblem) -> Status {
     let mut metadata = vec![("detail", problem.to_string())];
+    if !problem.refused.is_empty() {
+        let message = problem
+            .refused
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        let fields = problem
+            .refused
+            .iter()
+            .map(|r| r.field.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        metadata.push(("fields", fields));
+        return status_with_info(
+            Code::InvalidArgument,
+            &message,
+            "ACCESS_DATA_REFUSED",
+            &metadata,
+        );
+    }
     let reason = if problem.missing.is_empty() {
         "CANNOT_PARSE_DATA"
     } else {
@@ -319,7 +381,12 @@ mod tests {
             (r.mount.as_str(), r.name.as_str()),
             ("transit", "openkcm-x")
         );
-        let r = parse_key_id("tenants/a/transit/openkcm-x", "transit", "openkcm-").unwrap();
+        let r = parse_key_id(
+            "tenants/a/transit/openkcm-x",
+            "tenants/a/transit",
+            "openkcm-",
+        )
+        .unwrap();
         assert_eq!(r.mount, "tenants/a/transit");
         let r = parse_key_id("0b7f-uuid", "kms", "openkcm-").unwrap();
         assert_eq!(r.native_id(), "kms/openkcm-0b7f-uuid");
@@ -329,6 +396,24 @@ mod tests {
         assert!(parse_key_id("transit/", "transit", "p").is_err());
         assert!(parse_key_id("../sys/x", "transit", "p").is_err());
         assert!(parse_key_id("transit/a b", "transit", "p").is_err());
+    }
+
+    #[test]
+    fn the_mount_comes_from_the_access_data_never_from_the_key_id() {
+        let error = parse_key_id("tenant-b/openkcm-x", "tenant-a", "openkcm-").unwrap_err();
+        assert!(
+            error.contains("transitMount") && error.contains("tenant-b"),
+            "names the field and the fix: {error}"
+        );
+        assert!(parse_key_id("tenants/a/transit/openkcm-x", "transit", "openkcm-").is_err());
+        // A bare id is a name in the access data's mount, however it looks.
+        let r = parse_key_id("openkcm-x", "tenant-a", "openkcm-").unwrap();
+        assert_eq!(r.native_id(), "tenant-a/openkcm-x");
+        assert_eq!(
+            split_key_id("tenants/a/transit/openkcm-x").unwrap(),
+            (Some("tenants/a/transit"), "openkcm-x")
+        );
+        assert!(split_key_id("../x/k").is_err());
     }
 
     #[test]
@@ -422,7 +507,7 @@ mod tests {
     fn access_data_status_lists_missing_fields() {
         let problem = crate::config::AccessDataProblem {
             missing: vec!["roleId".into(), "address".into()],
-            invalid: vec![],
+            ..Default::default()
         };
         let status = invalid_access_data(&problem);
         assert_eq!(
@@ -432,5 +517,34 @@ mod tests {
         let info = error_info(&status);
         assert_eq!(info.reason, "MISSING_FIELDS");
         assert_eq!(info.metadata["missingFields"], "roleId,address");
+    }
+
+    #[test]
+    fn refused_access_data_names_each_field_and_fix_in_the_message() {
+        let problem = crate::config::AccessDataProblem {
+            missing: vec!["roleId".into()],
+            refused: vec![
+                crate::config::Refusal {
+                    field: "secretIdFile".into(),
+                    fix: "read only from the plugin YAML (auth.secretIdFile)".into(),
+                },
+                crate::config::Refusal {
+                    field: "address".into(),
+                    fix: "use https://".into(),
+                },
+            ],
+            ..Default::default()
+        };
+        let status = invalid_access_data(&problem);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(
+            status.message(),
+            "access data field secretIdFile is refused: read only from the plugin YAML (auth.secretIdFile); \
+             access data field address is refused: use https://"
+        );
+        let info = error_info(&status);
+        assert_eq!(info.reason, "ACCESS_DATA_REFUSED");
+        assert_eq!(info.metadata["fields"], "secretIdFile,address");
+        assert!(info.metadata["detail"].contains("missing fields: roleId"));
     }
 }

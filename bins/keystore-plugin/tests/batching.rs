@@ -57,7 +57,7 @@ async fn key_of(bao: &Bao, keystore: &Keystore, name: &str, key_type: &str) -> L
         )
         .await
         .unwrap();
-    let access = bao.crypto.access();
+    let access = bao.crypto.own_credential();
     keystore
         .key(access.as_object().unwrap(), &format!("transit/{name}"))
         .unwrap()
@@ -264,7 +264,7 @@ async fn concurrent_grpc_calls_through_the_plugin() {
         )
         .await
         .unwrap();
-    let crypto = bao.crypto.access();
+    let crypto = bao.crypto.own_credential();
     let key_id = "transit/openkcm-grpc";
     let plaintexts: Vec<String> = (0..CALLERS as u8).map(|i| B64.encode([i; 32])).collect();
     let calls: Vec<Value> = plaintexts

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Bao, Host, config, params};
+use support::{Bao, Host, config, params, plugin_credential};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 const ENCRYPT: &str = "/openbao.keystore.v1.L1KeyCrypto/Encrypt";
@@ -30,7 +30,11 @@ fn assert_status(answer: &Value, code: &str, message: &str) {
 #[tokio::test]
 async fn plugin_sdk_catalog_drives_every_rpc_against_openbao() {
     let bao = Bao::start().await.unwrap();
-    let mut host = Host::start(&bao.yaml(), bao.dir.path()).await.unwrap();
+    // The management role is the plugin's own credential (YAML); the
+    // crypto role's credential comes with each request.
+    let mut host = Host::start(&bao.yaml_as(&bao.mgmt), bao.dir.path())
+        .await
+        .unwrap();
     let services: Vec<String> = serde_json::from_value(host.ready["services"].clone()).unwrap();
     assert_eq!(
         services,
@@ -44,8 +48,8 @@ async fn plugin_sdk_catalog_drives_every_rpc_against_openbao() {
     let health = host.send(json!({"method": "health"})).await.unwrap();
     assert_eq!(health["response"]["status"], "SERVING");
 
-    let mgmt = bao.mgmt.access();
-    let crypto = bao.crypto.access();
+    let mgmt = plugin_credential();
+    let crypto = bao.crypto.own_credential();
 
     // Pure RPCs.
     let valid = host
@@ -73,7 +77,7 @@ async fn plugin_sdk_catalog_drives_every_rpc_against_openbao() {
         .await;
     assert_eq!(access["isValid"], true, "{access}");
     let bad_access = host
-        .ok("ValidateKeyAccessData", json!({"management": {"authMethod": "approle"}, "crypto": {"eu": {"authMethod": "kubernetes"}}}))
+        .ok("ValidateKeyAccessData", json!({"management": {"authMethod": "approle", "secretId": "s"}, "crypto": {"eu": {"authMethod": "kubernetes"}}}))
         .await;
     assert_eq!(bad_access["isValid"], false);
     let message = bad_access["message"].as_str().unwrap();
@@ -93,7 +97,7 @@ async fn plugin_sdk_catalog_drives_every_rpc_against_openbao() {
         .await;
     assert_eq!(region["region"], "eu-test", "from the plugin YAML");
     let access_json = json!({"eu": {"certificateSubject": "CN=x", "isEditable": true, "versionIdentifier": "2",
-                                    "authMethod": "approle", "roleId": bao.crypto.role_id, "secretIdFile": "/run/s"}});
+                                    "authMethod": "approle", "roleId": bao.crypto.role_id}});
     let transformed = host
         .ok(
             "TransformCryptoAccessData",
@@ -441,8 +445,10 @@ fn children(pid: u32) -> Vec<u32> {
 #[tokio::test]
 async fn failures_return_documented_statuses_and_the_plugin_keeps_serving() {
     let mut bao = Bao::start().await.unwrap();
-    let mut host = Host::start(&bao.yaml(), bao.dir.path()).await.unwrap();
-    let mgmt = bao.mgmt.access();
+    let mut host = Host::start(&bao.yaml_as(&bao.mgmt), bao.dir.path())
+        .await
+        .unwrap();
+    let mgmt = plugin_credential();
     let id = uuid::Uuid::new_v4().to_string();
     let created = host
         .ok(
@@ -454,10 +460,8 @@ async fn failures_return_documented_statuses_and_the_plugin_keeps_serving() {
     let key_id = created["keyId"].as_str().unwrap().to_owned();
 
     // Wrong credentials.
-    let wrong_secret = bao.dir.path().join("wrong.secret-id");
-    std::fs::write(&wrong_secret, "00000000-0000-0000-0000-000000000000").unwrap();
     let wrong = json!({"authMethod": "approle", "roleId": bao.mgmt.role_id,
-                       "secretIdFile": wrong_secret.display().to_string()});
+                       "secretId": "00000000-0000-0000-0000-000000000000"});
     for method in ["GetKey", "DisableKey"] {
         let answer = host
             .call(method, json!({"parameters": params(&wrong, &key_id)}))
@@ -468,16 +472,30 @@ async fn failures_return_documented_statuses_and_the_plugin_keeps_serving() {
             "no secret in errors: {answer}"
         );
     }
-    let missing_file = json!({"authMethod": "approle", "roleId": bao.mgmt.role_id, "secretIdFile": "/nonexistent/secret"});
+    // The plugin's own secret_id file is missing.
+    let missing_file = support::AppRole {
+        secret_id_file: "/nonexistent/secret".into(),
+        ..bao.mgmt.clone()
+    };
+    let mut misconfigured = Host::start(&bao.yaml_as(&missing_file), bao.dir.path())
+        .await
+        .unwrap();
+    let answer = misconfigured
+        .call("GetKey", json!({"parameters": params(&mgmt, &key_id)}))
+        .await;
+    assert_status(&answer, "InvalidArgument", MSG_AUTH);
+    misconfigured.close().await.unwrap();
+
+    // Bad access data.
     let answer = host
         .call(
             "GetKey",
-            json!({"parameters": params(&missing_file, &key_id)}),
+            json!({"parameters": params(&json!({"authMethod": "approle", "secretId": "s"}), &key_id)}),
         )
         .await;
-    assert_status(&answer, "InvalidArgument", MSG_AUTH);
-
-    // Bad access data.
+    assert_status(&answer, "InvalidArgument", "invalid key access data");
+    assert_eq!(answer["metadata"]["missingFields"], "roleId", "{answer}");
+    assert_eq!(answer["reasons"][0], "MISSING_FIELDS");
     let answer = host
         .call(
             "GetKey",
@@ -485,14 +503,7 @@ async fn failures_return_documented_statuses_and_the_plugin_keeps_serving() {
         )
         .await;
     assert_status(&answer, "InvalidArgument", "invalid key access data");
-    assert!(
-        answer["metadata"]["missingFields"]
-            .as_str()
-            .unwrap()
-            .contains("secretIdFile"),
-        "{answer}"
-    );
-    assert_eq!(answer["reasons"][0], "MISSING_FIELDS");
+    assert_eq!(answer["reasons"][0], "CANNOT_PARSE_DATA");
     let answer = host
         .call("CreateKey", json!({"config": config(&json!({"authMethod": "ldap"})), "algorithm": "KEY_ALGORITHM_AES256",
                                   "keyType": "KEY_TYPE_SYSTEM_MANAGED"}))
@@ -530,7 +541,7 @@ async fn failures_return_documented_statuses_and_the_plugin_keeps_serving() {
         .unwrap();
     host.ok(
         "GetKey",
-        json!({"parameters": params(&short.access(), &key_id)}),
+        json!({"parameters": params(&short.own_credential(), &key_id)}),
     )
     .await;
     let expired_at = Instant::now() + Duration::from_secs(3);
@@ -538,7 +549,7 @@ async fn failures_return_documented_statuses_and_the_plugin_keeps_serving() {
     tokio::time::sleep_until(expired_at.into()).await;
     host.ok(
         "GetKey",
-        json!({"parameters": params(&short.access(), &key_id)}),
+        json!({"parameters": params(&short.own_credential(), &key_id)}),
     )
     .await;
 
@@ -569,7 +580,7 @@ async fn failures_return_documented_statuses_and_the_plugin_keeps_serving() {
     assert_status(&answer, "Unknown", "failed to get key");
     assert_eq!(answer["reasons"][0], "Unreachable", "{answer}");
     let answer = host
-        .call(ENCRYPT, json!({"parameters": params(&bao.crypto.access(), &key_id), "plaintext": B64.encode(b"x")}))
+        .call(ENCRYPT, json!({"parameters": params(&bao.crypto.own_credential(), &key_id), "plaintext": B64.encode(b"x")}))
         .await;
     assert_eq!(answer["code"], "Unavailable", "{answer}");
     let health = host.send(json!({"method": "health"})).await.unwrap();
@@ -599,13 +610,19 @@ async fn failures_return_documented_statuses_and_the_plugin_keeps_serving() {
 #[tokio::test]
 async fn wrapped_secret_id_and_certificate_auth() {
     let bao = Bao::start().await.unwrap();
-    let mut host = Host::start(&bao.yaml(), bao.dir.path()).await.unwrap();
 
-    // A response-wrapped secret_id is unwrapped once and kept in memory.
+    // A response-wrapped secret_id, named in the plugin YAML, is unwrapped
+    // once and kept in memory.
     let wrapped = bao.dir.path().join("wrapped");
     std::fs::write(&wrapped, bao.wrapped_secret_id("keystore").await.unwrap()).unwrap();
-    let access = json!({"authMethod": "approle", "roleId": bao.mgmt.role_id,
-                        "wrappedSecretIdFile": wrapped.display().to_string()});
+    let wrapped_yaml = format!(
+        "{}auth:\n  roleId: {}\n  wrappedSecretIdFile: {}\n",
+        bao.yaml(),
+        bao.mgmt.role_id,
+        wrapped.display()
+    );
+    let mut host = Host::start(&wrapped_yaml, bao.dir.path()).await.unwrap();
+    let access = plugin_credential();
     let id = uuid::Uuid::new_v4().to_string();
     let created = host
         .ok(
@@ -628,14 +645,18 @@ async fn wrapped_secret_id_and_certificate_auth() {
     host.ok("GetKey", json!({"parameters": params(&access, &key_id)}))
         .await;
     // Another process cannot reuse the wrapping token.
-    let mut second = Host::start(&bao.yaml(), bao.dir.path()).await.unwrap();
+    let mut second = Host::start(&wrapped_yaml, bao.dir.path()).await.unwrap();
     let reused = second
         .call("GetKey", json!({"parameters": params(&access, &key_id)}))
         .await;
     assert_status(&reused, "InvalidArgument", MSG_AUTH);
     second.close().await.unwrap();
 
-    // Certificate auth, as CMK sends it (authType + clientCert + privateKey).
+    host.close().await.unwrap();
+
+    // Certificate auth, as CMK sends it (authType + clientCert + privateKey),
+    // to a plugin without a credential of its own.
+    let mut host = Host::start(&bao.yaml(), bao.dir.path()).await.unwrap();
     let tenant_ca = test_support::pki::TestCa::new("openkcm tenant CA").unwrap();
     let client = tenant_ca
         .issue("tenant-a", Some("OpenKCM"), &["tenant-a"])
@@ -702,4 +723,65 @@ fn refuses_to_run_without_a_plugin_host() {
         .unwrap();
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("KeystoreInstanceKeyOperation"));
+}
+
+/// Without `PLUGIN_CLIENT_CERT` (no AutoMTLS) the plugin refuses to serve
+/// unless plaintext is allowed on purpose; either way its socket is
+/// private (0600, in a 0700 folder).
+#[test]
+fn plaintext_grpc_needs_an_opt_in_and_the_socket_is_private() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    let sockets = tempfile::tempdir().unwrap();
+    let plugin = || {
+        let mut command = std::process::Command::new(support::PLUGIN);
+        command
+            .env(
+                "KeystoreInstanceKeyOperation",
+                "KeystoreInstanceKeyOperation",
+            )
+            .env("PLUGIN_PROTOCOL_VERSIONS", "1")
+            .env("PLUGIN_UNIX_SOCKET_DIR", sockets.path())
+            .env_remove("PLUGIN_CLIENT_CERT")
+            .env_remove("OPENBAO_KEYSTORE_ALLOW_PLAINTEXT_GRPC");
+        command
+    };
+    let refused = plugin().output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(refused.stdout.is_empty(), "no handshake");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("PLUGIN_CLIENT_CERT")
+            && stderr.contains("OPENBAO_KEYSTORE_ALLOW_PLAINTEXT_GRPC=true"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(sockets.path()).unwrap().count(),
+        0,
+        "no socket was created"
+    );
+
+    let mut allowed = plugin()
+        .env("OPENBAO_KEYSTORE_ALLOW_PLAINTEXT_GRPC", "true")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut handshake = String::new();
+    std::io::BufReader::new(allowed.stdout.take().unwrap())
+        .read_line(&mut handshake)
+        .unwrap();
+    let fields: Vec<&str> = handshake.trim_end().split('|').collect();
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777);
+    let socket = std::path::PathBuf::from(fields[3]);
+    let socket_mode = mode(&socket);
+    let folder_mode = mode(socket.parent().unwrap());
+    allowed.kill().unwrap();
+    allowed.wait().unwrap();
+    assert_eq!(fields[..3], ["1", "1", "unix"], "{handshake}");
+    assert_eq!(fields[5], "", "plaintext: no server certificate");
+    assert!(socket.starts_with(sockets.path()), "{handshake}");
+    assert_eq!(socket_mode.unwrap(), 0o600);
+    assert_eq!(folder_mode.unwrap(), 0o700);
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use base64::Engine;
 use lifecycle_types::identities::Identity;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{Bao, Host, config, params};
 use test_support::ControlPlane;
 
@@ -105,9 +105,14 @@ async fn token_file(plane: &ControlPlane, dir: &Path, account: &str) -> (String,
     (path.display().to_string(), token)
 }
 
-fn access(role: Identity, token_path: &str) -> Value {
-    json!({"authMethod": "kubernetes", "kubernetesRole": role.key(),
-           "serviceAccountTokenPath": token_path})
+/// The plugin YAML making `role`, with the token in `token_path`, the
+/// plugin's own credential: Kubernetes auth is only ever configured there.
+fn yaml_as(bao: &Bao, role: Identity, token_path: &str) -> String {
+    format!(
+        "{}auth:\n  authMethod: kubernetes\n  kubernetesRole: {}\n  serviceAccountTokenPath: {token_path}\n",
+        bao.yaml(),
+        role.key()
+    )
 }
 
 #[tokio::test]
@@ -115,47 +120,85 @@ async fn kubernetes_auth_with_service_account_tokens_from_the_api_server() {
     let plane = ControlPlane::start().await.unwrap();
     let bao = Bao::start().await.unwrap();
     enable_kubernetes_auth(&bao, &plane).await;
-    let mut host = Host::start(&bao.yaml(), bao.dir.path()).await.unwrap();
     let dir = bao.dir.path();
     let (mgmt_token, _) = token_file(&plane, dir, Identity::KeystorePlugin.key()).await;
     let (crypto_token, _) = token_file(&plane, dir, Identity::KeystorePluginCrypto.key()).await;
-    let mgmt = access(Identity::KeystorePlugin, &mgmt_token);
-    let crypto = access(Identity::KeystorePluginCrypto, &crypto_token);
+    // One plugin process per identity, as CMK and the crypto layer each
+    // run their own, each logging in with its own ServiceAccount's token.
+    let mut mgmt = Host::start(&yaml_as(&bao, Identity::KeystorePlugin, &mgmt_token), dir)
+        .await
+        .unwrap();
+    let mut crypto = Host::start(
+        &yaml_as(&bao, Identity::KeystorePluginCrypto, &crypto_token),
+        dir,
+    )
+    .await
+    .unwrap();
+    let access = json!({"authMethod": "kubernetes"});
 
     // Allowed: each identity logs in with its own ServiceAccount's token.
     let id = uuid::Uuid::new_v4().to_string();
-    let created = host
+    let created = mgmt
         .ok(
             "CreateKey",
-            json!({"config": config(&mgmt), "algorithm": "KEY_ALGORITHM_AES256", "id": id,
+            json!({"config": config(&access), "algorithm": "KEY_ALGORITHM_AES256", "id": id,
                    "region": "eu-test", "keyType": "KEY_TYPE_SYSTEM_MANAGED"}),
         )
         .await;
     let key_id = created["keyId"].as_str().unwrap().to_owned();
     let l2 = base64::engine::general_purpose::STANDARD.encode([5u8; 32]);
-    let wrapped = host
+    let wrapped = crypto
         .ok(
             "/openbao.keystore.v1.L1KeyCrypto/Encrypt",
-            json!({"parameters": params(&crypto, &key_id), "plaintext": l2}),
+            json!({"parameters": params(&access, &key_id), "plaintext": l2}),
         )
         .await;
-    let unwrapped = host
+    let unwrapped = crypto
         .ok(
             "/openbao.keystore.v1.L1KeyCrypto/Decrypt",
-            json!({"parameters": params(&crypto, &key_id), "ciphertext": wrapped["ciphertext"]}),
+            json!({"parameters": params(&access, &key_id), "ciphertext": wrapped["ciphertext"]}),
         )
         .await;
     assert_eq!(unwrapped["plaintext"], l2);
+
+    // Access data cannot point the login at another token file, nor pick
+    // another role for the plugin's token.
+    let other_file = json!({"authMethod": "kubernetes", "serviceAccountTokenPath": crypto_token});
+    let refused = mgmt
+        .call(
+            "GetKey",
+            json!({"parameters": params(&other_file, &key_id)}),
+        )
+        .await;
+    assert_eq!(refused["code"], "InvalidArgument", "{refused}");
+    assert_eq!(refused["reasons"][0], "ACCESS_DATA_REFUSED", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("serviceAccountTokenPath"),
+        "{refused}"
+    );
+    let other_role = json!({"kubernetesRole": Identity::KeystorePluginCrypto.key()});
+    let refused = mgmt
+        .call(
+            "GetKey",
+            json!({"parameters": params(&other_role, &key_id)}),
+        )
+        .await;
+    assert_eq!(refused["reasons"][0], "ACCESS_DATA_REFUSED", "{refused}");
+    mgmt.close().await.unwrap();
+    crypto.close().await.unwrap();
 
     // Refused: a token of another ServiceAccount for the management role,
     // whether an unrelated account or the crypto identity's own.
     let (intruder_token, intruder) = token_file(&plane, dir, "intruder").await;
     for token_path in [&intruder_token, &crypto_token] {
+        let mut host = Host::start(&yaml_as(&bao, Identity::KeystorePlugin, token_path), dir)
+            .await
+            .unwrap();
         let refused = host
-            .call(
-                "GetKey",
-                json!({"parameters": params(&access(Identity::KeystorePlugin, token_path), &key_id)}),
-            )
+            .call("GetKey", json!({"parameters": params(&access, &key_id)}))
             .await;
         assert_eq!(refused["code"], "InvalidArgument", "{refused}");
         assert_eq!(refused["message"], MSG_AUTH, "{refused}");
@@ -164,6 +207,6 @@ async fn kubernetes_auth_with_service_account_tokens_from_the_api_server() {
             !refused.to_string().contains(&intruder),
             "no token in errors"
         );
+        host.close().await.unwrap();
     }
-    host.close().await.unwrap();
 }

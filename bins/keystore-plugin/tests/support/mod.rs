@@ -175,14 +175,39 @@ pub struct AppRole {
 }
 
 impl AppRole {
-    /// Access data for requests (`config.values`).
-    pub fn access(&self) -> Value {
+    /// The secret_id, as its file holds it.
+    pub fn secret_id(&self) -> String {
+        std::fs::read_to_string(&self.secret_id_file)
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// Access data carrying this role's own credential (`roleId` and the
+    /// `secretId` itself), as a tenant's stored HYOK access data would.
+    pub fn own_credential(&self) -> Value {
         json!({
             "authMethod": "approle",
             "roleId": self.role_id,
-            "secretIdFile": self.secret_id_file.display().to_string(),
+            "secretId": self.secret_id(),
         })
     }
+
+    /// The plugin YAML's `auth` making this role the plugin's own
+    /// credential (its secret_id read from the file at each login).
+    pub fn yaml_auth(&self) -> String {
+        format!(
+            "auth:\n  roleId: {}\n  secretIdFile: {}\n",
+            self.role_id,
+            self.secret_id_file.display()
+        )
+    }
+}
+
+/// Access data of a request that uses the plugin's own credential: it
+/// carries none and names nothing the YAML does not.
+pub fn plugin_credential() -> Value {
+    json!({})
 }
 
 impl Bao {
@@ -336,7 +361,8 @@ impl Bao {
             .to_owned())
     }
 
-    /// The plugin YAML pointing at this server.
+    /// The plugin YAML pointing at this server, without a credential of
+    /// its own (requests bring theirs).
     pub fn yaml(&self) -> String {
         format!(
             "address: {}\ntls:\n  caCertFile: {}\nregion: eu-test\nregions: [eu-test, us-test]\n",
@@ -345,9 +371,14 @@ impl Bao {
         )
     }
 
+    /// The plugin YAML with `role` as the plugin's own credential.
+    pub fn yaml_as(&self, role: &AppRole) -> String {
+        format!("{}{}", self.yaml(), role.yaml_auth())
+    }
+
     /// Logs in as `role` directly (for direct Transit calls).
     pub async fn login(&self, role: &AppRole) -> anyhow::Result<String> {
-        let secret_id = std::fs::read_to_string(&role.secret_id_file)?;
+        let secret_id = role.secret_id();
         let (status, answer) = self
             .cluster
             .request(
