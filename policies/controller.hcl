@@ -31,3 +31,21 @@ path "sys/storage/raft/autopilot/configuration" {
 path "sys/storage/raft/autopilot/state" {
   capabilities = ["read"]
 }
+
+# Move its own JWT role to this cluster's audience (migrating a cluster
+# bootstrapped for the shared openbao-internal token, with no root token):
+# bound_audiences only, one openbao-operator.openbao.org/ audience (no
+# comma-separated list), on a role that exists (update, not create).
+# role_type = "jwt" must be resent: OpenBao takes an update without it
+# for an oidc role.
+path "auth/jwt/role/openbao-operator" {
+  capabilities        = ["update"]
+  required_parameters = ["bound_audiences"]
+  allowed_parameters = {
+    "bound_audiences" = ["openbao-operator.openbao.org/*"]
+    "role_type"       = ["jwt"]
+  }
+  denied_parameters = {
+    "bound_audiences" = ["*,*"]
+  }
+}

@@ -1,13 +1,18 @@
 # One JWT role per operator identity, created by self-init and read by the
 # controller and by `cargo xtask gen` (policies/README.md). In bound_subject,
 # {operator_namespace} is where the operator runs, {namespace} and {cluster}
-# name the OpenBaoCluster being bootstrapped. Every token is a projected
-# ServiceAccount token for audience openbao-internal.
+# name the OpenBaoCluster being bootstrapped, {uid} is its metadata.uid.
+#
+# The controller's role accepts only its own cluster's audience: the
+# controller mints a short-lived token for each cluster (TokenRequest API),
+# so a token seen by one cluster cannot be replayed at another. The Jobs'
+# roles accept spec.selfInit.oidc.audience (openbao-internal by default),
+# the audience of their projected tokens.
 
 role "openbao-operator" {
   identity        = "controller"
   token_policies  = ["openbao-operator"]
-  bound_audiences = ["openbao-internal"]
+  bound_audiences = ["openbao-operator.openbao.org/{namespace}/{cluster}/{uid}"]
   user_claim      = "sub"
   bound_subject   = "system:serviceaccount:{operator_namespace}:openbao-operator"
   token_ttl       = "1h"

@@ -6,9 +6,11 @@
 //! cluster costs reads only: zero writes in steady state, and a drifted
 //! field (or a deleted object) is written back on the next reconcile.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -17,13 +19,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::clusters::lock;
+use crate::stores::Known;
+
 /// The field manager of every server-side apply by the controller.
 pub const FIELD_MANAGER: &str = "openbao-operator";
 
 /// A failed API call, naming the object.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("{verb} {kind} {namespace}/{name} failed: {source}")]
+    #[error("{verb} {kind} {namespace}/{name} failed: {}", api_message(source))]
     Api {
         verb: &'static str,
         kind: String,
@@ -164,6 +169,21 @@ impl Applier {
                 return Ok(live);
             }
         }
+        self.patch(api, kind, namespace, name, want).await
+    }
+
+    /// One server-side apply of `want`, counted.
+    async fn patch<K>(
+        &self,
+        api: &Api<K>,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        want: &Value,
+    ) -> Result<K, ApplyError>
+    where
+        K: Clone + Serialize + DeserializeOwned + Debug,
+    {
         self.count_write();
         tracing::debug!(%kind, %namespace, %name, "applying (it differs or is missing)");
         api.patch(
@@ -173,6 +193,69 @@ impl Applier {
         )
         .await
         .map_err(|source| api_error_for(kind, "apply", namespace, name, source))
+    }
+
+    /// [`Self::apply`] with what the watch cache knows: an object cached
+    /// at the resourceVersion where it was last seen to hold exactly
+    /// `desired` is neither read nor written; an object the cache knows to
+    /// be absent is written without a read. Returns the live object when
+    /// it was read or written, `None` when nothing was sent.
+    pub async fn apply_known<K>(
+        &self,
+        desired: &K,
+        known: &Known,
+        verified: &Mutex<HashMap<String, (String, u64)>>,
+    ) -> Result<Option<K>, ApplyError>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + Serialize
+            + DeserializeOwned
+            + Debug,
+    {
+        let (namespace, name) = identity(desired)?;
+        let want = typed_json(desired)?;
+        let digest = digest(&want);
+        let key = format!("{}/{name}", K::kind(&()));
+        if let Known::At(version) = known {
+            let seen = lock(verified).get(&key).cloned();
+            if seen == Some((version.clone(), digest)) {
+                return Ok(None);
+            }
+        }
+        let api = self.api::<K>(&namespace);
+        let kind = K::kind(&());
+        let live = if *known == Known::Absent {
+            self.patch(&api, &kind, &namespace, &name, &want).await?
+        } else {
+            self.apply_json(&api, &kind, &namespace, &name, &want)
+                .await?
+        };
+        if let Some(version) = live.meta().resource_version.clone() {
+            lock(verified).insert(key, (version, digest));
+        }
+        Ok(Some(live))
+    }
+
+    /// Deletes an object the watch cache does not know to be absent; true
+    /// when a delete was sent and found the object.
+    pub async fn delete_known<K>(
+        &self,
+        namespace: &str,
+        name: &str,
+        known: &Known,
+    ) -> Result<bool, ApplyError>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+    {
+        if *known == Known::Absent {
+            return Ok(false);
+        }
+        self.send_delete(&self.api::<K>(namespace), &K::kind(&()), namespace, name)
+            .await
     }
 
     /// Creates `object` unless one of that name exists (random material:
@@ -234,6 +317,20 @@ impl Applier {
         if get_from(api, kind, namespace, name).await?.is_none() {
             return Ok(false);
         }
+        self.send_delete(api, kind, namespace, name).await
+    }
+
+    /// One delete, counted; true when it found the object.
+    async fn send_delete<K>(
+        &self,
+        api: &Api<K>,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<bool, ApplyError>
+    where
+        K: Clone + DeserializeOwned + Debug,
+    {
         self.count_write();
         tracing::debug!(%kind, %namespace, %name, "deleting");
         match api.delete(name, &DeleteParams::default()).await {
@@ -308,6 +405,12 @@ fn api_error_for(
 }
 
 impl ApplyError {
+    /// The API server refused the request itself (RBAC, an admission
+    /// policy or webhook, an invalid object), as opposed to failing.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, ApplyError::Api { source, .. } if matches!(**source, kube::Error::Api(ref s) if matches!(s.code, 400 | 403 | 422)))
+    }
+
     /// The API server answered 404: for an apply, the resource type itself
     /// is not served (a missing CRD).
     pub fn is_not_found(&self) -> bool {
@@ -341,6 +444,24 @@ fn is_empty(value: &Value) -> bool {
         Value::Array(list) => list.is_empty(),
         _ => false,
     }
+}
+
+/// What the API server said, without the debug dump of its Status.
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => {
+            format!("{} ({} {})", status.message, status.code, status.reason)
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A digest of a desired object, to tell whether it changed since it was
+/// last verified (kept in memory only, so a process-local hash is enough).
+fn digest(want: &Value) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    want.to_string().hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Name of an object for messages.

@@ -1,15 +1,29 @@
 //! What every reconcile shares: the API client, settings read at start,
-//! OpenBao connections and cached logins, metrics and the event recorder.
+//! the watch caches, per-cluster state, metrics and the event recorder.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use lifecycle_types::labels;
 
+use crate::api_client::ApiCounters;
 use crate::apply::Applier;
+use crate::clusters::Clusters;
 use crate::metrics::Metrics;
 use crate::openbao::Connector;
+use crate::stores::{self, Cache, Scope, Trigger};
+
+/// The controller's ServiceAccount unless `--service-account` says otherwise.
+pub const DEFAULT_SERVICE_ACCOUNT: &str = "openbao-operator";
 
 /// Settings of one controller process.
 #[derive(Clone, Debug)]
@@ -24,23 +38,151 @@ pub struct Settings {
     /// PEM of the API server's CA, given to OpenBao for OIDC discovery when
     /// the operator bootstraps a Development cluster over the API.
     pub kube_ca_pem: String,
-    /// The projected token (audience `openbao-internal`) the controller
-    /// logs in to OpenBao with; re-read at every login.
+    /// The controller's own ServiceAccount (in `operator_namespace`): it
+    /// mints a token of it for each cluster, with that cluster's audience
+    /// (see [`crate::openbao`]).
+    pub service_account: String,
+    /// The legacy projected token (audience `openbao-internal`), used only
+    /// to move a cluster bootstrapped by an earlier release to its
+    /// per-cluster audience; re-read at every use.
     pub openbao_token_file: PathBuf,
     /// How often a converged cluster is looked at again (health, Raft).
     pub resync: Duration,
-    /// How soon a cluster in transition is looked at again.
+    /// How soon a cluster in transition is looked at again; also the first
+    /// retry delay after an error.
     pub progress_interval: Duration,
+    /// The longest retry delay after repeated errors.
+    pub max_backoff: Duration,
+    /// Namespaces whose objects, pods and Secrets are watched.
+    pub scope: Scope,
+    /// How long answering pods may go without an active node before
+    /// status reports it.
+    pub stuck_after: Duration,
+    /// How long a started pod may take to open its port before a silent
+    /// OpenBao counts as an error.
+    pub unreachable_grace: Duration,
+}
+
+impl Settings {
+    /// Settings with the defaults for everything but what must be given.
+    pub fn new(
+        operator_namespace: String,
+        service_account_issuer: String,
+        kube_ca_pem: String,
+        openbao_token_file: PathBuf,
+    ) -> Self {
+        Self {
+            operator_namespace,
+            service_account: DEFAULT_SERVICE_ACCOUNT.to_owned(),
+            service_account_issuer,
+            jwks_url: None,
+            kube_ca_pem,
+            openbao_token_file,
+            resync: Duration::from_secs(60),
+            progress_interval: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(300),
+            scope: Scope::All,
+            stuck_after: Duration::from_secs(180),
+            unreachable_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The watch caches of every kind a reconcile reads.
+#[derive(Debug, Clone, Default)]
+pub struct Caches {
+    pub statefulsets: Cache<StatefulSet>,
+    pub pods: Cache<Pod>,
+    pub secrets: Cache<PartialObjectMeta<Secret>>,
+    pub services: Cache<PartialObjectMeta<Service>>,
+    pub config_maps: Cache<PartialObjectMeta<ConfigMap>>,
+    pub service_accounts: Cache<PartialObjectMeta<ServiceAccount>>,
+    pub role_bindings: Cache<PartialObjectMeta<RoleBinding>>,
+    pub pod_disruption_budgets: Cache<PartialObjectMeta<PodDisruptionBudget>>,
+    pub network_policies: Cache<PartialObjectMeta<NetworkPolicy>>,
+    pub ingresses: Cache<PartialObjectMeta<Ingress>>,
+}
+
+/// The watch streams behind one scope's share of [`Caches`], one per kind,
+/// handed to that scope's controller.
+#[allow(missing_debug_implementations)]
+pub struct ScopeTriggers {
+    pub statefulsets: Trigger<StatefulSet>,
+    pub pods: Trigger<Pod>,
+    pub secrets: Trigger<PartialObjectMeta<Secret>>,
+    pub services: Trigger<PartialObjectMeta<Service>>,
+    pub config_maps: Trigger<PartialObjectMeta<ConfigMap>>,
+    pub service_accounts: Trigger<PartialObjectMeta<ServiceAccount>>,
+    pub role_bindings: Trigger<PartialObjectMeta<RoleBinding>>,
+    pub pod_disruption_budgets: Trigger<PartialObjectMeta<PodDisruptionBudget>>,
+    pub network_policies: Trigger<PartialObjectMeta<NetworkPolicy>>,
+    pub ingresses: Trigger<PartialObjectMeta<Ingress>>,
+}
+
+impl Caches {
+    /// The caches of every scope and each scope's triggers, in the order of
+    /// [`Scope::keys`]. Nothing is watched until the triggers are polled.
+    fn new(client: &kube::Client, scope: &Scope) -> (Self, Vec<ScopeTriggers>) {
+        let managed = watcher::Config::default().labels(&format!(
+            "{}={}",
+            labels::APP_MANAGED_BY,
+            labels::MANAGED_BY_OPERATOR
+        ));
+        let pods = watcher::Config::default().labels(labels::CLUSTER);
+        // Every Secret: a cluster also reads the user's (an External
+        // certificate, the Transit token), which carry no label of ours.
+        let all = watcher::Config::default();
+        let mut caches = Self::default();
+        let c = &mut caches;
+        let triggers = scope
+            .keys()
+            .iter()
+            .map(|key| {
+                let ns = key.as_deref();
+                ScopeTriggers {
+                    statefulsets: stores::statefulsets(&mut c.statefulsets, client, ns, &managed),
+                    pods: stores::pods(&mut c.pods, client, ns, &pods),
+                    secrets: stores::metadata(&mut c.secrets, client, ns, &all),
+                    services: stores::metadata(&mut c.services, client, ns, &managed),
+                    config_maps: stores::metadata(&mut c.config_maps, client, ns, &managed),
+                    service_accounts: stores::metadata(
+                        &mut c.service_accounts,
+                        client,
+                        ns,
+                        &managed,
+                    ),
+                    role_bindings: stores::metadata(&mut c.role_bindings, client, ns, &managed),
+                    pod_disruption_budgets: stores::metadata(
+                        &mut c.pod_disruption_budgets,
+                        client,
+                        ns,
+                        &managed,
+                    ),
+                    network_policies: stores::metadata(
+                        &mut c.network_policies,
+                        client,
+                        ns,
+                        &managed,
+                    ),
+                    ingresses: stores::metadata(&mut c.ingresses, client, ns, &managed),
+                }
+            })
+            .collect();
+        (caches, triggers)
+    }
 }
 
 /// Shared by every reconcile.
-#[derive(Clone)]
 pub struct Context {
     pub applier: Applier,
     pub settings: Arc<Settings>,
-    pub openbao: Connector,
+    pub connector: Connector,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    pub caches: Caches,
+    pub clusters: Clusters,
+    pub api_counters: Arc<ApiCounters>,
+    triggers: Mutex<Option<Vec<ScopeTriggers>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -52,23 +194,38 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
+    /// A context whose client counts its requests; its caches fill once
+    /// [`crate::run::run`] polls their watches.
     pub fn new(
-        client: kube::Client,
+        config: kube::Config,
         settings: Settings,
-        openbao: Connector,
+        connector: Connector,
         metrics: Arc<Metrics>,
-    ) -> Self {
+    ) -> kube::Result<Self> {
+        let api_counters = Arc::new(ApiCounters::default());
+        let client = crate::api_client::counted(config, api_counters.clone())?;
         let reporter = Reporter {
             controller: crate::apply::FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
-        Self {
+        let (caches, triggers) = Caches::new(&client, &settings.scope);
+        Ok(Self {
             recorder: Recorder::new(client.clone(), reporter),
             applier: Applier::new(client),
             settings: Arc::new(settings),
-            openbao,
+            connector,
             metrics,
-        }
+            caches,
+            clusters: Clusters::default(),
+            api_counters,
+            triggers: Mutex::new(Some(triggers)),
+        })
+    }
+
+    /// The watch streams per scope, once (the controllers that run them
+    /// own them).
+    pub fn take_triggers(&self) -> Option<Vec<ScopeTriggers>> {
+        crate::clusters::lock(&self.triggers).take()
     }
 
     pub fn client(&self) -> &kube::Client {

@@ -2,7 +2,9 @@
 //! that watches `OpenBaoCluster` objects, applies what the renderers say,
 //! talks to OpenBao and writes status.
 
+pub mod api_client;
 pub mod apply;
+pub mod clusters;
 pub mod context;
 pub mod dns;
 pub mod metrics;
@@ -12,4 +14,5 @@ pub mod render;
 pub mod run;
 pub mod serve;
 pub mod status;
+pub mod stores;
 pub mod tls;

@@ -11,8 +11,9 @@ use anyhow::Context as _;
 use clap::Parser;
 use controller::context::{Context, Settings};
 use controller::metrics::Metrics;
-use controller::openbao::Connector;
+use controller::openbao::{Connector, Credentials};
 use controller::serve::{Probes, router, serve};
+use controller::stores::Scope;
 use kube_lease_manager::{LeaseCreateMode, LeaseManagerBuilder};
 
 /// OpenBao operator controller.
@@ -22,8 +23,8 @@ use kube_lease_manager::{LeaseCreateMode, LeaseManagerBuilder};
 /// Services, configuration and Secrets, bootstraps the cluster (self-init, so
 /// no root token is stored), rolls every pod restart through one
 /// health-checked gate, and writes conditions and Events that say what is
-/// wrong and what to do. It logs in to OpenBao with its own JWT role (a
-/// projected ServiceAccount token with audience `openbao-internal`).
+/// wrong and what to do. It logs in to OpenBao with its own JWT role, using
+/// a short-lived token of its ServiceAccount minted for each cluster alone.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -31,8 +32,14 @@ struct Args {
     /// where its leader-election Lease lives).
     #[arg(long, env = "POD_NAMESPACE", default_value = "openbao-operator-system")]
     namespace: String,
-    /// The projected ServiceAccount token (audience openbao-internal) used
-    /// to log in to OpenBao; re-read at every login.
+    /// The controller's own ServiceAccount (in --namespace). It mints a
+    /// ten-minute token of it for each cluster (TokenRequest API), with an
+    /// audience naming that cluster, and logs in to OpenBao with it.
+    #[arg(long, env = "POD_SERVICE_ACCOUNT", default_value = controller::context::DEFAULT_SERVICE_ACCOUNT)]
+    service_account: String,
+    /// The legacy projected ServiceAccount token (audience openbao-internal),
+    /// used only to move a cluster bootstrapped by an earlier release to
+    /// its per-cluster audience; re-read at every use.
     #[arg(long, default_value = "/var/run/secrets/openbao-internal/token")]
     openbao_token_file: PathBuf,
     /// CA of the Kubernetes API server; OpenBao trusts it for OIDC discovery
@@ -68,6 +75,17 @@ struct Args {
     /// of the system resolver; for a controller run outside the cluster.
     #[arg(long)]
     dns_server: Option<SocketAddr>,
+    /// Namespaces whose OpenBaoClusters this controller manages, comma
+    /// separated; every namespace when empty. Objects, pods and Secrets are
+    /// watched only there, so the operator's Secret access can be confined
+    /// to these namespaces with RoleBindings.
+    #[arg(
+        long,
+        env = "WATCH_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    watch_namespaces: Vec<String>,
     /// Log as JSON lines (the default in a pod) instead of text.
     #[arg(long, env = "LOG_JSON", default_value_t = false)]
     log_json: bool,
@@ -84,9 +102,11 @@ async fn main() -> anyhow::Result<()> {
     init_logging(args.log_json);
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let client = kube::Client::try_default().await.context(
-        "cannot reach the Kubernetes API server: run in a pod with a ServiceAccount, or set KUBECONFIG",
+    let config = kube::Config::infer().await.context(
+        "cannot find the Kubernetes API server: run in a pod with a ServiceAccount, or set KUBECONFIG",
     )?;
+    let client = kube::Client::try_from(config.clone())
+        .context("cannot build a Kubernetes client from the configuration")?;
     let issuer = match &args.service_account_issuer {
         Some(issuer) => issuer.clone(),
         None => discover_issuer(&client).await?,
@@ -97,15 +117,16 @@ async fn main() -> anyhow::Result<()> {
             args.kube_ca_file.display()
         )
     })?;
-    let settings = Settings {
-        operator_namespace: args.namespace.clone(),
-        service_account_issuer: issuer,
+    let mut settings = Settings::new(
+        args.namespace.clone(),
+        issuer,
         kube_ca_pem,
-        jwks_url: args.oidc_jwks_url.clone(),
-        openbao_token_file: args.openbao_token_file.clone(),
-        resync: Duration::from_secs(args.resync_seconds),
-        progress_interval: Duration::from_secs(2),
-    };
+        args.openbao_token_file.clone(),
+    );
+    settings.service_account = args.service_account.clone();
+    settings.jwks_url = args.oidc_jwks_url.clone();
+    settings.resync = Duration::from_secs(args.resync_seconds);
+    settings.scope = Scope::from_list(&args.watch_namespaces);
     let metrics = Metrics::new();
     let probes = Probes {
         metrics: metrics.clone(),
@@ -125,12 +146,23 @@ async fn main() -> anyhow::Result<()> {
         )),
         None => None,
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        settings,
-        Connector::new(args.openbao_token_file, resolver),
-        metrics,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            config,
+            settings,
+            Connector::new(
+                Credentials::new(
+                    client.clone(),
+                    &args.namespace,
+                    &args.service_account,
+                    args.openbao_token_file,
+                ),
+                resolver,
+            ),
+            metrics,
+        )
+        .context("cannot build the controller's Kubernetes client")?,
+    );
     probes.ready.store(true, Ordering::Relaxed);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

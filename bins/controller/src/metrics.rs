@@ -18,28 +18,40 @@ pub struct ClusterLabels {
     pub name: String,
 }
 
+/// Labels of a per-cluster error series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub namespace: String,
+    pub name: String,
+    /// The error's reason, as in the Event and the Degraded condition.
+    pub reason: String,
+}
+
 /// Every metric the controller exports.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     pub reconcile_duration: Histogram,
-    pub reconcile_errors: Family<ClusterLabels, Counter>,
+    pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub ready_replicas: Family<ClusterLabels, Gauge>,
     pub sealed_nodes: Family<ClusterLabels, Gauge>,
     /// Seconds since the epoch at which the server certificate expires.
     pub certificate_expiry: Family<ClusterLabels, Gauge<f64, AtomicU64>>,
     pub api_writes: Counter,
+    /// GET and LIST requests sent to the Kubernetes API (watches excluded).
+    pub api_reads: Counter,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("openbao_operator");
         let reconcile_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
-        let reconcile_errors = Family::<ClusterLabels, Counter>::default();
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
         let ready_replicas = Family::<ClusterLabels, Gauge>::default();
         let sealed_nodes = Family::<ClusterLabels, Gauge>::default();
         let certificate_expiry = Family::<ClusterLabels, Gauge<f64, AtomicU64>>::default();
         let api_writes = Counter::default();
+        let api_reads = Counter::default();
         registry.register(
             "reconcile_duration_seconds",
             "Time one reconcile of an OpenBaoCluster took",
@@ -47,7 +59,7 @@ impl Default for Metrics {
         );
         registry.register(
             "reconcile_errors",
-            "Reconciles that ended in an error",
+            "Reconciles that ended in an error, by the error's reason",
             reconcile_errors.clone(),
         );
         registry.register(
@@ -70,6 +82,11 @@ impl Default for Metrics {
             "Writes the controller sent to the Kubernetes API",
             api_writes.clone(),
         );
+        registry.register(
+            "api_reads",
+            "GET and LIST requests the controller sent to the Kubernetes API (watches excluded)",
+            api_reads.clone(),
+        );
         Self {
             registry,
             reconcile_duration,
@@ -78,6 +95,7 @@ impl Default for Metrics {
             sealed_nodes,
             certificate_expiry,
             api_writes,
+            api_reads,
         }
     }
 }
@@ -91,9 +109,15 @@ impl Metrics {
         self.reconcile_duration.observe(took.as_secs_f64());
     }
 
-    /// Drops a deleted cluster's series.
-    pub fn forget(&self, labels: &ClusterLabels) {
-        self.reconcile_errors.remove(labels);
+    /// Drops a deleted cluster's series, with its error series of `reasons`.
+    pub fn forget(&self, labels: &ClusterLabels, reasons: &[&str]) {
+        for reason in reasons {
+            self.reconcile_errors.remove(&ErrorLabels {
+                namespace: labels.namespace.clone(),
+                name: labels.name.clone(),
+                reason: (*reason).to_owned(),
+            });
+        }
         self.ready_replicas.remove(labels);
         self.sealed_nodes.remove(labels);
         self.certificate_expiry.remove(labels);

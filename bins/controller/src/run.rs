@@ -1,83 +1,81 @@
 //! Wiring: the `kube::runtime::Controller` with its watches, run until
-//! shutdown. Owned objects are watched (metadata only, filtered to the
-//! operator's label), so a deleted Service or ConfigMap triggers a
-//! reconcile at once; pods are watched through their cluster label.
+//! shutdown. The watches that fill the caches (see [`crate::stores`]) are
+//! also the controller's triggers: a deleted Service or ConfigMap triggers
+//! a reconcile of its owner at once, a pod its cluster by label, a Secret
+//! every cluster that reads it. A deleted cluster's state is dropped as
+//! its deletion is seen.
 
 use std::sync::Arc;
 
-use futures::StreamExt;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use futures::{FutureExt, StreamExt};
+use kube::ResourceExt;
 use kube::api::Api;
-use kube::core::PartialObjectMeta;
-use kube::runtime::Controller;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use lifecycle_types::{OpenBaoCluster, labels, names};
 
-use crate::context::Context;
-use crate::reconcile::{error_policy, reconcile};
+use crate::context::{Context, ScopeTriggers};
+use crate::reconcile::{error_policy, forget, reconcile};
 
 /// Clusters reconciled at the same time.
 pub const CONCURRENCY: u16 = 8;
 
-/// Runs the controller until `shutdown` resolves.
+/// Runs the controller until `shutdown` resolves: one `Controller` per
+/// watched scope (every namespace, or each of `--watch-namespaces`), so no
+/// watch, not even the clusters', reaches beyond the scope.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let client = ctx.client().clone();
-    let managed = watcher::Config::default().labels(&format!(
-        "{}={}",
-        labels::APP_MANAGED_BY,
-        labels::MANAGED_BY_OPERATOR
-    ));
-    let pods = watcher::Config::default().labels(labels::CLUSTER);
+    let Some(triggers) = ctx.take_triggers() else {
+        tracing::error!("the controller's watches were already taken; run() was called twice");
+        return;
+    };
+    let shutdown = shutdown.shared();
+    let scopes = ctx.settings.scope.keys();
+    let runs = scopes
+        .into_iter()
+        .zip(triggers)
+        .map(|(namespace, triggers)| run_scope(ctx.clone(), namespace, triggers, shutdown.clone()));
+    futures::future::join_all(runs).await;
+}
 
-    let controller = Controller::new(
-        Api::<OpenBaoCluster>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    let clusters = controller.store();
-    let controller = owns::<StatefulSet>(controller, &client, &managed);
-    let controller = owns::<Service>(controller, &client, &managed);
-    let controller = owns::<ConfigMap>(controller, &client, &managed);
-    let controller = owns::<ServiceAccount>(controller, &client, &managed);
-    let controller = owns::<Role>(controller, &client, &managed);
-    let controller = owns::<RoleBinding>(controller, &client, &managed);
-    let controller = owns::<PodDisruptionBudget>(controller, &client, &managed);
-    let controller = owns::<NetworkPolicy>(controller, &client, &managed);
-    let controller = owns::<Ingress>(controller, &client, &managed);
-    controller
-        .watches(
-            Api::<PartialObjectMeta<Pod>>::all(client.clone()),
-            pods,
-            |pod| {
-                let cluster = pod.labels().get(labels::CLUSTER)?.clone();
-                Some(ObjectRef::new(&cluster).within(&pod.namespace()?))
-            },
-        )
+async fn run_scope(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    triggers: ScopeTriggers,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client().clone();
+    let api: Api<OpenBaoCluster> = match &namespace {
+        Some(namespace) => Api::namespaced(client, namespace),
+        None => Api::all(client),
+    };
+    let (clusters, writer) = reflector::store::<OpenBaoCluster>();
+    let on_event = {
+        let ctx = ctx.clone();
+        let clusters = clusters.clone();
+        move |event: &Result<watcher::Event<OpenBaoCluster>, watcher::Error>| match event {
+            Ok(watcher::Event::Delete(cluster)) => forget(&ctx, &key(cluster)),
+            // After a relist, deletions missed while disconnected.
+            Ok(watcher::Event::InitDone) => {
+                for gone in ctx.clusters.keys().into_iter().filter(|(ns, name)| {
+                    namespace.as_deref().is_none_or(|scope| scope == ns)
+                        && clusters.get(&ObjectRef::new(name).within(ns)).is_none()
+                }) {
+                    forget(&ctx, &gone);
+                }
+            }
+            _ => {}
+        }
+    };
+    let cluster_stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .inspect(on_event)
+        .touched_objects();
+    let controller = Controller::for_stream(cluster_stream, clusters.clone());
+    wire(controller, triggers, clusters)
         // A bounded number of clusters in flight keeps peak memory flat
         // when many clusters need a reconcile at once (start-up, resync).
         .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
-        // Every Secret a cluster uses, whoever owns it: the operator's keys
-        // and certificates, and the user's (an External certificate that
-        // cert-manager renews, the Transit token, KMS credentials).
-        .watches(
-            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-            watcher::Config::default(),
-            move |secret| {
-                let namespace = secret.namespace();
-                let name = secret.name_any();
-                clusters
-                    .state()
-                    .into_iter()
-                    .filter(|c| c.namespace() == namespace && uses_secret(c, &name))
-                    .map(|c| ObjectRef::from_obj(&*c))
-                    .collect::<Vec<_>>()
-            },
-        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -88,26 +86,54 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         .await;
 }
 
-fn owns<K>(
+fn key(cluster: &OpenBaoCluster) -> (String, String) {
+    (cluster.namespace().unwrap_or_default(), cluster.name_any())
+}
+
+/// Every cache's watch as a trigger.
+fn wire(
     controller: Controller<OpenBaoCluster>,
-    client: &kube::Client,
-    config: &watcher::Config,
-) -> Controller<OpenBaoCluster>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    // Metadata only: the controller reads what it needs when it reconciles,
-    // so the watches cost little memory however many objects exist.
-    controller.owns(
-        Api::<PartialObjectMeta<K>>::all(client.clone()),
-        config.clone(),
-    )
+    triggers: ScopeTriggers,
+    clusters: Store<OpenBaoCluster>,
+) -> Controller<OpenBaoCluster> {
+    let ScopeTriggers {
+        statefulsets,
+        pods,
+        secrets,
+        services,
+        config_maps,
+        service_accounts,
+        role_bindings,
+        pod_disruption_budgets,
+        network_policies,
+        ingresses,
+    } = triggers;
+    controller
+        .owns_stream(statefulsets)
+        .owns_stream(services)
+        .owns_stream(config_maps)
+        .owns_stream(service_accounts)
+        .owns_stream(role_bindings)
+        .owns_stream(pod_disruption_budgets)
+        .owns_stream(network_policies)
+        .owns_stream(ingresses)
+        .watches_stream(pods, |pod| {
+            let cluster = pod.labels().get(labels::CLUSTER)?.clone();
+            Some(ObjectRef::new(&cluster).within(&pod.namespace()?))
+        })
+        // Every Secret a cluster uses, whoever owns it: the operator's keys
+        // and certificates, and the user's (an External certificate that
+        // cert-manager renews, the Transit token, KMS credentials).
+        .watches_stream(secrets, move |secret| {
+            let namespace = secret.namespace();
+            let name = secret.name_any();
+            clusters
+                .state()
+                .into_iter()
+                .filter(|c| c.namespace() == namespace && uses_secret(c, &name))
+                .map(|c| ObjectRef::from_obj(&*c))
+                .collect::<Vec<_>>()
+        })
 }
 
 /// Whether the cluster reads the Secret `name` (in its own namespace).

@@ -60,6 +60,9 @@ pub struct Observation {
     pub invalid_spec: Option<String>,
     /// The requested exposure cannot be applied (Gateway API missing).
     pub exposure_problem: Option<String>,
+    /// A pod that OpenBao or Kubernetes keeps from serving, past the
+    /// bound: (reason, message with the likely cause).
+    pub stuck: Option<(&'static str, String)>,
 }
 
 /// The new status. `previous` keeps transition times of unchanged conditions.
@@ -72,6 +75,9 @@ pub fn compute(
     let generation = cluster.metadata.generation;
     let mut status = previous.cloned().unwrap_or_default();
     status.observed_generation = generation;
+    if !cluster.spec.paused {
+        status.conditions.retain(|c| c.type_ != types::PAUSED);
+    }
     let mut set = |type_: &str, state: ConditionStatus, reason: &str, message: String| {
         upsert(
             &mut status.conditions,
@@ -80,6 +86,15 @@ pub fn compute(
         );
     };
     use ConditionStatus::{False, True, Unknown};
+
+    if cluster.spec.paused {
+        set(
+            types::PAUSED,
+            True,
+            reasons::PAUSED,
+            "spec.paused is true: the operator changes nothing but status; set it to false to resume".into(),
+        );
+    }
 
     if let Some(message) = &seen.invalid_spec {
         set(
@@ -288,6 +303,94 @@ pub fn compute(
     status
 }
 
+/// Status after a failed reconcile: what was known before, with
+/// `Degraded` set to the error's reason and message. A new cluster gets its
+/// first phase here too, so a failure is never a blank status.
+pub fn with_error(
+    cluster: &OpenBaoCluster,
+    previous: Option<&OpenBaoClusterStatus>,
+    reason: &str,
+    message: &str,
+    now: Time,
+) -> OpenBaoClusterStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    status.observed_generation = cluster.metadata.generation;
+    status.phase = Some(match status.phase {
+        None | Some(Phase::Pending) => Phase::Pending,
+        Some(Phase::Failed) => Phase::Failed,
+        Some(_) => Phase::Degraded,
+    });
+    upsert(
+        &mut status.conditions,
+        Condition::new(
+            types::DEGRADED,
+            ConditionStatus::True,
+            reason,
+            message,
+            cluster.metadata.generation,
+        ),
+        now,
+    );
+    status
+}
+
+/// The first status of a new cluster, written before any slow step.
+pub fn first(cluster: &OpenBaoCluster) -> OpenBaoClusterStatus {
+    OpenBaoClusterStatus {
+        observed_generation: cluster.metadata.generation,
+        phase: Some(Phase::Pending),
+        ..OpenBaoClusterStatus::default()
+    }
+}
+
+/// Pods kept from serving past the bound, with the likely cause: a
+/// container that keeps restarting (with the kubelet's last termination),
+/// or a cluster whose pods have answered for `no_active_for_secs` without
+/// one of them serving as the active node (with what they answer).
+pub fn stuck(
+    pods: &[PodView],
+    terminations: &[(String, String)],
+    no_active_for_secs: Option<u64>,
+    bound_secs: u64,
+) -> Option<(&'static str, String)> {
+    const RESTARTS: i32 = 3;
+    if let Some(pod) = pods.iter().find(|p| p.restarts >= RESTARTS) {
+        let last = terminations
+            .iter()
+            .find(|(name, _)| *name == pod.name)
+            .map(|(_, why)| format!(" (last exit: {why})"))
+            .unwrap_or_default();
+        return Some((
+            reasons::NODE_RESTARTING,
+            format!(
+                "{} restarted {} times{last}; OpenBao refuses its configuration or storage: read the pod's log, then fix spec.configuration or spec.unseal",
+                pod.name, pod.restarts
+            ),
+        ));
+    }
+    let waited = no_active_for_secs.filter(|s| *s >= bound_secs)?;
+    let answers: Vec<String> = pods
+        .iter()
+        .filter_map(|p| p.health.map(|h| format!("{} {h:?}", p.name)))
+        .collect();
+    let cause = if pods
+        .iter()
+        .filter(|p| p.health.is_some())
+        .all(|p| p.health == Some(HealthState::Sealed))
+    {
+        "every answering pod is sealed: the seal backend (spec.unseal) is unreachable or refuses the key"
+    } else {
+        "OpenBao refused part of its configuration after unsealing (it then steps down again), or cannot win a Raft election"
+    };
+    Some((
+        reasons::NODE_NOT_ACTIVE,
+        format!(
+            "no pod has served as the active node for {waited} s (pods answer: {}); likely cause: {cause}; read the pods' logs",
+            answers.join(", ")
+        ),
+    ))
+}
+
 fn node_statuses(seen: &Observation) -> Vec<NodeStatus> {
     let mut nodes: Vec<NodeStatus> = seen
         .pods
@@ -347,6 +450,9 @@ fn degraded(cluster: &OpenBaoCluster, seen: &Observation) -> Option<(&'static st
     }
     if let Some(error) = &seen.membership_error {
         return Some((reasons::MISSING_CAPABILITY, error.clone()));
+    }
+    if let Some((reason, message)) = &seen.stuck {
+        return Some((reason, message.clone()));
     }
     let membership = seen.membership.as_ref()?;
     if membership.healthy == Some(false) {
@@ -450,7 +556,7 @@ mod tests {
         }
     }
 
-    fn seen(pods: Vec<PodView>) -> Observation {
+    pub(super) fn seen(pods: Vec<PodView>) -> Observation {
         Observation {
             pods,
             membership: None,
@@ -464,6 +570,7 @@ mod tests {
             root_token_stored: false,
             invalid_spec: None,
             exposure_problem: None,
+            stuck: None,
         }
     }
 
@@ -538,6 +645,94 @@ mod tests {
         assert_eq!(
             reason(&failed, types::DEGRADED),
             (ConditionStatus::True, reasons::INVALID_SPEC.into())
+        );
+    }
+}
+
+#[cfg(test)]
+mod liveness_tests {
+    use super::*;
+
+    fn pod(name: &str, health: Option<HealthState>, restarts: i32) -> PodView {
+        PodView {
+            name: name.into(),
+            exists: true,
+            running: true,
+            ready: false,
+            current: true,
+            restarts,
+            health,
+            version: None,
+        }
+    }
+
+    #[test]
+    fn a_restarting_pod_is_named_with_its_last_exit() {
+        let pods = [pod("a-0", None, 4)];
+        let exit = [(
+            "a-0".to_owned(),
+            "exit code 1, Error: bad config".to_owned(),
+        )];
+        let (reason, message) = stuck(&pods, &exit, None, 60).unwrap();
+        assert_eq!(reason, reasons::NODE_RESTARTING);
+        assert!(
+            message.contains("bad config") && message.contains("a-0"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn no_active_node_is_reported_only_after_the_bound_with_a_cause() {
+        let pods = [
+            pod("a-0", Some(HealthState::Sealed), 0),
+            pod("a-1", Some(HealthState::Sealed), 0),
+        ];
+        assert_eq!(stuck(&pods, &[], Some(59), 60), None);
+        assert_eq!(stuck(&pods, &[], None, 60), None);
+        let (reason, message) = stuck(&pods, &[], Some(61), 60).unwrap();
+        assert_eq!(reason, reasons::NODE_NOT_ACTIVE);
+        assert!(
+            message.contains("sealed") && message.contains("spec.unseal"),
+            "{message}"
+        );
+        let standby = [pod("a-0", Some(HealthState::Standby), 0)];
+        let (_, message) = stuck(&standby, &[], Some(61), 60).unwrap();
+        assert!(
+            message.contains("refused part of its configuration"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn paused_is_a_condition_only_while_paused() {
+        let mut cluster = crate::render::fixtures::development();
+        cluster.spec.paused = true;
+        let seen = super::tests::seen(Vec::new());
+        let at = Time(k8s_openapi::jiff::Timestamp::from_second(1).unwrap());
+        let paused = compute(&cluster, None, &seen, at.clone());
+        assert!(lifecycle_types::conditions::find(&paused.conditions, types::PAUSED).is_some());
+        cluster.spec.paused = false;
+        let resumed = compute(&cluster, Some(&paused), &seen, at);
+        assert!(lifecycle_types::conditions::find(&resumed.conditions, types::PAUSED).is_none());
+    }
+
+    #[test]
+    fn an_error_marks_degraded_and_gives_a_new_cluster_a_phase() {
+        let cluster = crate::render::fixtures::development();
+        let at = Time(k8s_openapi::jiff::Timestamp::from_second(1).unwrap());
+        let status = with_error(
+            &cluster,
+            None,
+            "KubernetesWriteRefused",
+            "denied; fix it",
+            at,
+        );
+        assert_eq!(status.phase, Some(Phase::Pending));
+        let degraded =
+            lifecycle_types::conditions::find(&status.conditions, types::DEGRADED).unwrap();
+        assert_eq!(
+            (degraded.status, degraded.reason.as_str()),
+            (ConditionStatus::True, "KubernetesWriteRefused")
         );
     }
 }

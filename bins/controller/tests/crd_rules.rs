@@ -63,6 +63,44 @@ async fn cel_rules_and_code_agree_on_every_rule() {
             json!({"version": "2.7.2", "configuration": {"raft": {"autopilot": {
                 "cleanupDeadServers": false, "minQuorum": 1}}}}),
         ),
+        (
+            "image-registry-port-digest",
+            json!({"version": "2.7.2", "image": format!(
+                "registry.example:5000/team/openbao:2.7.2@sha256:{}", "a".repeat(64))}),
+        ),
+        (
+            "storage-size-mi",
+            json!({"version": "2.7.2", "storage": {"size": "500Mi"}}),
+        ),
+        (
+            "rotation-period-bounds",
+            json!({"version": "2.7.2", "tls": {"rotationPeriod": "8760h"}}),
+        ),
+        (
+            "hardened-https-transit",
+            json!({"version": "2.7.2", "profile": "Hardened", "selfInit": {"enabled": true},
+                   "unseal": {"type": "transit", "transit": transit()}}),
+        ),
+        (
+            "development-http-transit",
+            json!({"version": "2.7.2", "unseal": {"type": "transit", "transit":
+                   {"address": "http://t:8200", "keyName": "k", "tokenSecretRef": "t"}}}),
+        ),
+        (
+            "env-names-share-a-prefix-only",
+            json!({"version": "2.7.2", "selfInit": {"enabled": true, "requests": [
+                {"name": "a-b", "path": "auth/userpass/users/x",
+                 "dataFrom": [{"field": "c", "secretKeyRef": {"name": "s", "key": "k"}}]},
+                {"name": "a", "path": "auth/userpass/users/y",
+                 "dataFrom": [{"field": "password", "secretKeyRef": {"name": "s", "key": "k"}},
+                              {"field": "b_c", "source": "File",
+                               "secretKeyRef": {"name": "s", "key": "k"}}]}]}}),
+        ),
+        (
+            "audit-file-in-folder",
+            json!({"version": "2.7.2", "configuration": {"audit": [{"type": "file", "path": "file",
+                   "file": {"filePath": "/openbao/audit/audit.log"}}]}}),
+        ),
     ];
     for (name, spec) in &valid {
         let typed: OpenBaoClusterSpec = serde_json::from_value(spec.clone()).unwrap();
@@ -151,6 +189,89 @@ async fn cel_rules_and_code_agree_on_every_rule() {
             json!({"version": "2.7.2", "ingress": {"enabled": true}}),
             "spec.ingress.host",
         ),
+        (
+            "audit-file-path-dot-dot",
+            json!({"version": "2.7.2", "configuration": {"audit": [{"type": "file", "path": "file",
+                   "file": {"filePath": "/openbao/audit/.."}}]}}),
+            "spec.configuration.audit[0].file.filePath",
+        ),
+        (
+            "audit-prefix",
+            json!({"version": "2.7.2", "configuration": {"audit": [{"type": "file", "path": "file",
+                   "prefix": "bao:"}]}}),
+            "spec.configuration.audit[0].prefix",
+        ),
+        (
+            "secret-key-dot-dot",
+            json!({"version": "2.7.2", "selfInit": {"enabled": true, "requests": [
+                {"name": "admin", "path": "auth/userpass/users/admin", "dataFrom": [
+                    {"field": "password", "source": "File",
+                     "secretKeyRef": {"name": "s", "key": ".."}}]}]}}),
+            "spec.selfInit.requests[0].dataFrom[0].secretKeyRef.key",
+        ),
+        (
+            "kms-binary-with-folder",
+            json!({"version": "2.7.2", "unseal": {"type": "awskms", "awskms": aws(),
+                   "credentialsSecretRef": "aws", "kmsPlugin": {
+                       "image": "ghcr.io/openbao/openbao-plugin-kms-aws", "version": "v0.1.0",
+                       "binaryName": "../../bin/sh", "sha256sum": "0".repeat(64)}}}),
+            "spec.unseal.kmsPlugin.binaryName",
+        ),
+        (
+            "env-var-collision-across-requests",
+            json!({"version": "2.7.2", "selfInit": {"enabled": true, "requests": [
+                {"name": "a-b", "path": "auth/userpass/users/x",
+                 "dataFrom": [{"field": "c", "secretKeyRef": {"name": "s", "key": "k"}}]},
+                {"name": "a", "path": "auth/userpass/users/y",
+                 "dataFrom": [{"field": "b_c", "secretKeyRef": {"name": "s", "key": "k"}}]}]}}),
+            "spec.selfInit.requests",
+        ),
+        (
+            "env-var-collision-in-a-request",
+            json!({"version": "2.7.2", "selfInit": {"enabled": true, "requests": [
+                {"name": "admin", "path": "auth/userpass/users/admin", "dataFrom": [
+                    {"field": "password", "secretKeyRef": {"name": "s", "key": "a"}},
+                    {"field": "PASSWORD", "secretKeyRef": {"name": "s", "key": "b"}}]}]}}),
+            "spec.selfInit.requests[0].dataFrom",
+        ),
+        (
+            "image-with-newline",
+            json!({"version": "2.7.2", "image": "openbao/openbao:2.7.2\nevil"}),
+            "spec.image",
+        ),
+        (
+            "storage-size-not-a-quantity",
+            json!({"version": "2.7.2", "storage": {"size": "lots"}}),
+            "spec.storage.size",
+        ),
+        (
+            "storage-size-negative",
+            json!({"version": "2.7.2", "storage": {"size": "-1Gi"}}),
+            "spec.storage.size",
+        ),
+        (
+            "request-path-dot-dot",
+            json!({"version": "2.7.2", "selfInit": {"enabled": true, "requests": [
+                {"name": "raw", "path": "../../sys/raw/core"}]}}),
+            "spec.selfInit.requests[0].path",
+        ),
+        (
+            "hardened-http-transit",
+            json!({"version": "2.7.2", "profile": "Hardened", "selfInit": {"enabled": true},
+                   "unseal": {"type": "transit", "transit":
+                       {"address": "http://t:8200", "keyName": "k", "tokenSecretRef": "t"}}}),
+            "spec.unseal.transit.address",
+        ),
+        (
+            "rotation-period-too-short",
+            json!({"version": "2.7.2", "tls": {"rotationPeriod": "30m"}}),
+            "spec.tls.rotationPeriod",
+        ),
+        (
+            "rotation-period-too-long",
+            json!({"version": "2.7.2", "tls": {"rotationPeriod": "8761h"}}),
+            "spec.tls.rotationPeriod",
+        ),
     ];
     for (name, spec, field) in &invalid {
         let typed: OpenBaoClusterSpec = serde_json::from_value(spec.clone()).unwrap();
@@ -167,6 +288,41 @@ async fn cel_rules_and_code_agree_on_every_rule() {
         assert!(
             text.contains(field),
             "{name}: the API server does not name {field}: {text}"
+        );
+    }
+
+    // The image rule is a regular expression in CEL and a parser in code:
+    // both must draw the line in the same place.
+    let images = [
+        ("openbao", true),
+        ("quay.io/openbao/openbao:2.7.2-ubi", true),
+        ("localhost:5000/openbao:latest", true),
+        ("Registry.Example/team/open_bao__x/bao-1", true),
+        ("OpenBao/OpenBao", false),
+        ("openbao/openbao:", false),
+        ("https://registry/openbao", false),
+        ("openbao/open___bao", false),
+        ("openbao@sha256:abc", false),
+        ("openbao/openbao:2.7.2 ", false),
+    ];
+    for (i, (image, valid)) in images.iter().enumerate() {
+        let spec = json!({"version": "2.7.2", "image": image});
+        let typed: OpenBaoClusterSpec = serde_json::from_value(spec.clone()).unwrap();
+        assert_eq!(
+            validate_spec(&typed).is_empty(),
+            *valid,
+            "{image:?}: the code disagrees"
+        );
+        let created = clusters
+            .create(
+                &PostParams::default(),
+                &object(&format!("image-{i}"), &spec),
+            )
+            .await;
+        assert_eq!(
+            created.is_ok(),
+            *valid,
+            "{image:?}: the API server disagrees: {created:?}"
         );
     }
 
@@ -187,4 +343,21 @@ async fn cel_rules_and_code_agree_on_every_rule() {
         .create(&PostParams::default(), &object(name, &spec))
         .await
         .unwrap();
+}
+
+/// The collision rule computes the bootstrap pod's environment variable
+/// names the way the self-init renderer does; the two must not drift.
+#[test]
+fn the_collision_rule_and_the_renderer_name_variables_alike() {
+    for (request, field) in [
+        ("a-b", "c"),
+        ("a", "b_c"),
+        ("admin", "Password"),
+        ("x-1-y", "f_2"),
+    ] {
+        assert_eq!(
+            lifecycle_types::cluster::self_init_env_var(request, field),
+            controller::render::self_init::secret_env_var(request, field),
+        );
+    }
 }

@@ -162,17 +162,24 @@ async fn objects_status_idempotence_drift_and_pause() {
     until(WAIT, "no more writes", settled).await.unwrap();
     let before = versions(&client, "dev").await;
     let writes = running.ctx.applier.writes();
+    let reads = running.ctx.api_counters.reads();
     let reconciles = reconcile_count(&running);
     until(WAIT, "three more reconciles", || async {
         reconcile_count(&running) >= reconciles + 3
     })
     .await
     .unwrap();
+    let reconciled = reconcile_count(&running) - reconciles;
+    let read = running.ctx.api_counters.reads() - reads;
+    println!("steady state: {read} API reads and 0 writes over {reconciled} reconciles");
     assert_eq!(
         running.ctx.applier.writes(),
         writes,
         "a converged reconcile wrote"
     );
+    // Everything comes from the watch caches: not even the one read per
+    // owned kind the budget allows.
+    assert_eq!(read, 0, "a converged reconcile read from the API");
     assert_eq!(versions(&client, "dev").await, before, "an object changed");
 
     // Drift: a deleted Service or ConfigMap comes back, an edited
@@ -254,6 +261,10 @@ async fn objects_status_idempotence_drift_and_pause() {
         maps.get_opt(&config).await.unwrap().is_none(),
         "paused but repaired"
     );
+    assert_eq!(
+        condition(&cluster(&client, "dev").await, types::PAUSED),
+        Some(("True".into(), "Paused".into()))
+    );
     apply_cluster(
         &client,
         NS,
@@ -268,6 +279,11 @@ async fn objects_status_idempotence_drift_and_pause() {
     )
     .await
     .unwrap();
+    until(WAIT, "the Paused condition gone", || async {
+        condition(&cluster(&client, "dev").await, types::PAUSED).is_none()
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -276,7 +292,11 @@ async fn deletion_policies_keep_or_remove_the_keys() {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     let clusters: Api<OpenBaoCluster> = Api::namespaced(client.clone(), NS);
 
-    for (name, policy) in [("keep", "Retain"), ("wipe", "DeleteAll")] {
+    for (name, policy) in [
+        ("keep", "Retain"),
+        ("wipe", "DeleteAll"),
+        ("data", "DeletePVCs"),
+    ] {
         apply_cluster(
             &client,
             NS,
@@ -313,7 +333,7 @@ async fn deletion_policies_keep_or_remove_the_keys() {
             .unwrap();
     }
     // The garbage collector removes what the cluster owned.
-    for name in ["keep", "wipe"] {
+    for name in ["keep", "wipe", "data"] {
         until(WAIT, "the StatefulSet collected", || async {
             Api::<StatefulSet>::namespaced(client.clone(), NS)
                 .get_opt(&names::statefulset(name))
@@ -333,14 +353,16 @@ async fn deletion_policies_keep_or_remove_the_keys() {
     })
     .await
     .unwrap();
-    assert!(
-        secrets
-            .get_opt(&names::unseal_secret("keep"))
-            .await
-            .unwrap()
-            .is_some(),
-        "Retain must keep the seal key"
-    );
+    for (name, policy) in [("keep", "Retain"), ("data", "DeletePVCs")] {
+        assert!(
+            secrets
+                .get_opt(&names::unseal_secret(name))
+                .await
+                .unwrap()
+                .is_some(),
+            "{policy} must keep the seal key"
+        );
+    }
 }
 
 fn reconcile_count(running: &Running) -> u64 {
@@ -473,4 +495,296 @@ async fn an_external_certificate_is_read_and_its_renewal_rolls_the_template() {
             .all(|f| f.manager.as_deref() != Some("openbao-operator")),
         "the operator wrote the user's Secret"
     );
+}
+
+/// A ValidatingAdmissionPolicy that refuses the operator's StatefulSets in
+/// `NS` with `message`.
+async fn deny_statefulsets(client: &kube::Client, message: &str) {
+    let policies = admission_api(client, POLICY);
+    let bindings = admission_api(client, BINDING);
+    let apply = PatchParams::apply("test").force();
+    policies
+        .patch(
+            "freeze-statefulsets",
+            &apply,
+            &Patch::Apply(json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicy",
+                "metadata": {"name": "freeze-statefulsets"},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {"resourceRules": [{
+                        "apiGroups": ["apps"], "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"], "resources": ["statefulsets"],
+                    }]},
+                    "validations": [{"expression": "false", "message": message}],
+                },
+            })),
+        )
+        .await
+        .unwrap();
+    bindings
+        .patch(
+            "freeze-statefulsets",
+            &apply,
+            &Patch::Apply(json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicyBinding",
+                "metadata": {"name": "freeze-statefulsets"},
+                "spec": {
+                    "policyName": "freeze-statefulsets",
+                    "validationActions": ["Deny"],
+                    "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NS}}},
+                },
+            })),
+        )
+        .await
+        .unwrap();
+    // The binding takes effect once the API server has compiled it: probe
+    // with a dry-run create until it is refused.
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
+    let probe: StatefulSet = serde_json::from_value(json!({
+        "metadata": {"name": "probe"},
+        "spec": {"selector": {"matchLabels": {"a": "b"}}, "serviceName": "x",
+                 "template": {"metadata": {"labels": {"a": "b"}},
+                              "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+    }))
+    .unwrap();
+    until(WAIT, "the policy in force", || async {
+        sets.create(
+            &kube::api::PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &probe,
+        )
+        .await
+        .is_err()
+    })
+    .await
+    .unwrap();
+}
+
+async fn lift_statefulset_denial(client: &kube::Client) {
+    for kind in [BINDING, POLICY] {
+        admission_api(client, kind)
+            .delete("freeze-statefulsets", &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+}
+
+const POLICY: (&str, &str) = ("ValidatingAdmissionPolicy", "validatingadmissionpolicies");
+const BINDING: (&str, &str) = (
+    "ValidatingAdmissionPolicyBinding",
+    "validatingadmissionpolicybindings",
+);
+
+fn admission_api(
+    client: &kube::Client,
+    (kind, plural): (&str, &str),
+) -> Api<kube::api::DynamicObject> {
+    Api::all_with(
+        client.clone(),
+        &kube::discovery::ApiResource {
+            group: "admissionregistration.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "admissionregistration.k8s.io/v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        },
+    )
+}
+
+/// Events about the cluster `name` with `reason`: (count, message) each.
+async fn events(client: &kube::Client, name: &str, reason: &str) -> Vec<(i32, String)> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), NS);
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                && e.reason.as_deref() == Some(reason)
+        })
+        .map(|e| {
+            let count = e.series.as_ref().map(|s| s.count).unwrap_or(1);
+            (count, e.note.unwrap_or_default())
+        })
+        .collect()
+}
+
+/// A write the API server refuses is seen by the user (a Warning Event and
+/// Degraded, both with the server's message), and clears once the cause is
+/// gone; a cluster whose pods never answer is retried with growing delays;
+/// a deleted cluster leaves no metric series behind.
+#[tokio::test]
+async fn refusals_are_visible_retries_back_off_and_deletion_forgets() {
+    let plane = ControlPlane::start().await.unwrap();
+    plane.install_crds().await.unwrap();
+    let client = plane.client().await.unwrap();
+    namespace(&client, NS).await;
+    // Back-off from half a second, so several doublings fit in the test.
+    let running = Running::start_with(&plane, Arc::new(NoNames), |settings| {
+        settings.progress_interval = Duration::from_millis(500);
+    })
+    .await;
+
+    // Refused by an admission policy.
+    const DENIAL: &str = "statefulsets are frozen in team-a by the platform team";
+    deny_statefulsets(&client, DENIAL).await;
+    apply_cluster(
+        &client,
+        NS,
+        "frozen",
+        json!({"version": "2.7.2", "profile": "Development"}),
+    )
+    .await;
+    until(WAIT, "Degraded with the API server's message", || async {
+        let c = cluster(&client, "frozen").await;
+        let degraded = c.status.as_ref().and_then(|s| {
+            lifecycle_types::conditions::find(&s.conditions, types::DEGRADED).cloned()
+        });
+        degraded.is_some_and(|d| d.reason == "KubernetesWriteRefused" && d.message.contains(DENIAL))
+            && c.status.as_ref().and_then(|s| s.phase).is_some()
+    })
+    .await
+    .unwrap();
+    let warnings = events(&client, "frozen", "KubernetesWriteRefused").await;
+    assert!(
+        warnings
+            .iter()
+            .any(|(_, note)| note.contains(DENIAL) && note.contains("admission policy")),
+        "{warnings:?}"
+    );
+    lift_statefulset_denial(&client).await;
+    until(
+        WAIT,
+        "Degraded cleared after the policy is gone",
+        || async {
+            condition(&cluster(&client, "frozen").await, types::DEGRADED)
+                == Some(("False".into(), "AsExpected".into()))
+        },
+    )
+    .await
+    .unwrap();
+    let settled = events(&client, "frozen", "KubernetesWriteRefused").await;
+    let reconciles = reconcile_count(&running);
+    until(WAIT, "three more reconciles", || async {
+        reconcile_count(&running) >= reconciles + 3
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        events(&client, "frozen", "KubernetesWriteRefused").await,
+        settled,
+        "Warning Events went on after the cluster converged"
+    );
+
+    // OpenBao never answers: a pod that has run for ten minutes (its
+    // status written here, as a kubelet would) whose name resolves nowhere.
+    apply_cluster(
+        &client,
+        NS,
+        "silent",
+        json!({"version": "2.7.2", "profile": "Development"}),
+    )
+    .await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), NS);
+    let pod = names::statefulset("silent") + "-0";
+    poll_until_ok(WAIT, "the bootstrap pod", || async {
+        Ok(pods.get_opt(&pod).await?)
+    })
+    .await
+    .unwrap();
+    let started =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(600);
+    pods.patch_status(
+        &pod,
+        &PatchParams::apply("kubelet-stand-in").force(),
+        &Patch::Apply(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "False"}],
+                "containerStatuses": [{
+                    "name": names::CONTAINER, "image": "openbao/openbao:2.7.2", "imageID": "",
+                    "ready": false, "restartCount": 0,
+                    "state": {"running": {"startedAt": started.to_string()}},
+                }],
+            },
+        })),
+    )
+    .await
+    .unwrap();
+    // Record when each failure is counted.
+    let failures = || {
+        running
+            .ctx
+            .metrics
+            .encode()
+            .lines()
+            .find(|l| {
+                l.starts_with("openbao_operator_reconcile_errors_total")
+                    && l.contains("name=\"silent\"")
+                    && l.contains("reason=\"OpenBaoUnreachable\"")
+            })
+            .and_then(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let mut seen_at = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut last = failures();
+    while seen_at.len() < 6 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = failures();
+        if now > last {
+            seen_at.push(std::time::Instant::now());
+            last = now;
+        }
+    }
+    assert!(
+        seen_at.len() >= 6,
+        "only {} failures counted",
+        seen_at.len()
+    );
+    let intervals: Vec<f64> = seen_at
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    println!("retry intervals (s): {intervals:.1?}");
+    // The first retry may come early (the failure's own status write
+    // triggers one); from then on each delay doubles, give or take the
+    // jitter (at most a fifth) and polling.
+    for pair in intervals[1..].windows(2) {
+        assert!(
+            pair[1] > pair[0] * 1.4,
+            "the retry delay did not grow: {intervals:?}"
+        );
+    }
+    let c = cluster(&client, "silent").await;
+    let degraded =
+        lifecycle_types::conditions::find(&c.status.unwrap().conditions, types::DEGRADED)
+            .cloned()
+            .unwrap();
+    assert_eq!(degraded.reason, "OpenBaoUnreachable");
+    assert!(
+        degraded.message.contains("NetworkPolicy"),
+        "{}",
+        degraded.message
+    );
+
+    // Deleting a cluster drops its series.
+    assert!(running.ctx.metrics.encode().contains("name=\"silent\""));
+    Api::<OpenBaoCluster>::namespaced(client.clone(), NS)
+        .delete("silent", &DeleteParams::default())
+        .await
+        .unwrap();
+    until(WAIT, "no series of the deleted cluster", || async {
+        !running.ctx.metrics.encode().contains("name=\"silent\"")
+    })
+    .await
+    .unwrap();
+    assert!(running.ctx.metrics.encode().contains("name=\"frozen\""));
 }

@@ -13,7 +13,7 @@ use object_store::{GetOptions, ObjectStoreExt};
 use openbao_client::HealthState;
 use serde_json::json;
 use snapshot_store::layout::{BackupName, cluster_folder, manifest_path, snapshot_path};
-use snapshot_store::manifest::{Manifest, compare_versions};
+use snapshot_store::manifest::{Manifest, RestoreOverrides, check_restore_target};
 use snapshot_store::store::DestinationOptions;
 use snapshot_store::verify::{StreamDigest, check, verifying};
 use snapshot_store::{Destination, StoreError};
@@ -28,7 +28,9 @@ const DEFAULT_ROLE: &str = "openbao-operator-restore";
 /// Logs in with the restore JWT role, reads the backup's manifest and
 /// verifies the snapshot's size and SHA-256 against it before a single
 /// byte reaches OpenBao; refuses a backup of another cluster or of a newer
-/// OpenBao version unless told otherwise. Then streams the snapshot (the
+/// OpenBao version (or one where either cannot be told: a missing cluster
+/// id, an unparseable version) unless told otherwise. A manifest larger
+/// than 64 KiB is refused unread. Then streams the snapshot (the
 /// same object version it verified) into sys/storage/raft/snapshot-force on
 /// the active node, checking it again on the way, and waits until the
 /// cluster is unsealed and active. A restore replaces all data, policies and
@@ -66,7 +68,7 @@ struct Args {
     /// Restore the newest backup that has a manifest.
     #[arg(long, env = "RESTORE_LATEST")]
     latest: bool,
-    /// Take backups from another cluster's folder (`--from-namespace/--from-cluster`) or accept another OpenBao cluster id.
+    /// Take backups from another cluster's folder (`--from-namespace/--from-cluster`) or accept another (or an unknown) OpenBao cluster id.
     #[arg(long, env = "RESTORE_ALLOW_OTHER_CLUSTER")]
     allow_other_cluster: bool,
     /// Namespace whose backups to read (defaults to --namespace).
@@ -75,7 +77,7 @@ struct Args {
     /// Cluster whose backups to read (defaults to --cluster).
     #[arg(long, env = "RESTORE_FROM_CLUSTER")]
     from_cluster: Option<String>,
-    /// Accept a snapshot taken by a newer OpenBao than the target runs (known to leave nodes stuck).
+    /// Accept a snapshot taken by a newer OpenBao than the target runs (known to leave nodes stuck), or one whose version cannot be compared.
     #[arg(long, env = "RESTORE_ALLOW_NEWER_VERSION")]
     allow_newer_version: bool,
     #[arg(long, env = "RESTORE_S3_ENDPOINT")]
@@ -143,7 +145,13 @@ async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value,
             .map(|(n, _)| n)
             .ok_or_else(|| JobError::new(ExitCode::Config, format!("--backup {name:?} is not <UTC timestamp>-<id>, e.g. 20261125T210000Z-1a2b3c4d5e6f")))?,
         (None, _) => {
-            let (good, _) = source.list_backups(&folder).await.map_err(storage)?;
+            let (good, _) = source.list_backups(&folder).await.map_err(|e| {
+                if e.is_bad_manifest() {
+                    verification(e.to_string())
+                } else {
+                    storage(e)
+                }
+            })?;
             good.last()
                 .map(|b| b.name.clone())
                 .ok_or_else(|| verification(format!("no backup with a manifest under {folder}; nothing to restore")))?
@@ -157,7 +165,7 @@ async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value,
                 "manifest {manifest_object} is missing; a snapshot without a manifest is not a complete backup and is never restored"
             )));
         }
-        Err(e @ StoreError::BadManifest { .. }) => return Err(verification(e.to_string())),
+        Err(e) if e.is_bad_manifest() => return Err(verification(e.to_string())),
         Err(e) => return Err(storage(e)),
     };
 
@@ -215,7 +223,8 @@ async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value,
     }))
 }
 
-/// Refuses a backup of another cluster or a newer OpenBao, unless allowed.
+/// Refuses a backup of another cluster or a newer OpenBao, or one whose
+/// cluster or version cannot be compared, unless allowed.
 fn check_target(
     args: &Args,
     manifest: &Manifest,
@@ -231,24 +240,16 @@ fn check_target(
             manifest.namespace, manifest.cluster, from.0, from.1
         )));
     }
-    if let (Some(backup_id), Some(target_id)) = (&manifest.cluster_id, &target.cluster_id)
-        && backup_id != target_id
-        && !args.allow_other_cluster
-    {
-        return Err(verification(format!(
-            "the backup was taken from OpenBao cluster {backup_id} but the target is cluster {target_id}; add --allow-other-cluster to restore it anyway (the target must then use the backup's seal)"
-        )));
-    }
-    if compare_versions(&manifest.openbao_version, &target.version)
-        == Some(std::cmp::Ordering::Greater)
-        && !args.allow_newer_version
-    {
-        return Err(verification(format!(
-            "the backup was taken by OpenBao {} but the target runs {}; restoring a newer snapshot onto an older server leaves it stuck. Upgrade the target first, or add --allow-newer-version",
-            manifest.openbao_version, target.version
-        )));
-    }
-    Ok(())
+    check_restore_target(
+        manifest,
+        &target.version,
+        target.cluster_id.as_deref(),
+        RestoreOverrides {
+            allow_other_cluster: args.allow_other_cluster,
+            allow_newer_version: args.allow_newer_version,
+        },
+    )
+    .map_err(|mismatch| verification(mismatch.to_string()))
 }
 
 /// Reads the whole object, checking size and SHA-256; returns its ETag so

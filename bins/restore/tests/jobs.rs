@@ -733,6 +733,42 @@ async fn restore_refuses_bad_backups_and_leaves_the_cluster_untouched() {
             .is_permission_denied()
     );
 
+    // A check that cannot be made refuses: a version that does not parse
+    // or a missing cluster id, each naming the flag that overrides it.
+    let original_manifest: Value = serde_json::from_slice(&manifest_text).unwrap();
+    let mut unknown_version = original_manifest.clone();
+    unknown_version["openbaoVersion"] = json!("2.7");
+    std::fs::write(&manifest, serde_json::to_vec(&unknown_version).unwrap()).unwrap();
+    let result = assert_exit(&restore(&env, &flags).await, 7, "VerificationFailed");
+    let message = result["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot tell") && message.contains("--allow-newer-version"),
+        "{result}"
+    );
+    let mut no_cluster_id = original_manifest.clone();
+    no_cluster_id.as_object_mut().unwrap().remove("clusterId");
+    std::fs::write(&manifest, serde_json::to_vec(&no_cluster_id).unwrap()).unwrap();
+    let result = assert_exit(&restore(&env, &flags).await, 7, "VerificationFailed");
+    let message = result["message"].as_str().unwrap();
+    assert!(
+        message.contains("no cluster id") && message.contains("--allow-other-cluster"),
+        "{result}"
+    );
+    // A manifest larger than 64 KiB is refused unread, even when it is
+    // the real one padded with whitespace (valid JSON).
+    let mut padded = manifest_text.clone();
+    padded.resize(64 * 1024 + 1, b' ');
+    std::fs::write(&manifest, &padded).unwrap();
+    let result = assert_exit(&restore(&env, &flags).await, 7, "VerificationFailed");
+    assert!(
+        result["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 65536 bytes"),
+        "{result}"
+    );
+    std::fs::write(&manifest, &manifest_text).unwrap();
+
     // Nothing above touched the cluster.
     wait_value(&client, 5_000, Some("marker-5000")).await;
 

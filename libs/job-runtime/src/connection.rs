@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use openbao_client::{
-    Client, ClientConfig, Credential, Health, HealthState, Login, SecretIdSource, Token,
+    Client, ClientConfig, Credential, Health, HealthState, Leader, Login, SecretIdSource, Token,
 };
 use url::Url;
 
@@ -70,6 +70,11 @@ pub struct OpenBaoArgs {
     /// How long to keep looking for an active node.
     #[arg(long, env = "OPENBAO_DISCOVERY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub discovery_timeout: Duration,
+    /// TLS is disabled on this OpenBao (development only): accept http://
+    /// addresses, given or reported by a standby as the leader's. Without
+    /// it every address must be https://, so no token is sent in plain text.
+    #[arg(long, env = "OPENBAO_ALLOW_HTTP")]
+    pub allow_http: bool,
 }
 
 /// Parses `90s`, `5m`, `2h`, `7d` or plain seconds.
@@ -106,8 +111,17 @@ pub struct ActiveNode {
 
 impl OpenBaoArgs {
     fn client_config(&self, address: &Url) -> Result<ClientConfig, JobError> {
+        if address.scheme() == "http" && !self.allow_http {
+            return Err(JobError::new(
+                ExitCode::Config,
+                format!(
+                    "--openbao-address {address} is http://, so the Job's token would cross the network in plain text; use https://, or add --allow-http for a development server without TLS"
+                ),
+            ));
+        }
         let mut config = ClientConfig::new(address.as_str())
-            .map_err(|e| JobError::new(ExitCode::Config, format!("--openbao-address: {e}")))?;
+            .map_err(|e| JobError::new(ExitCode::Config, format!("--openbao-address: {e}")))?
+            .with_allow_http(self.allow_http);
         if let Some(path) = &self.ca_file {
             let pem = std::fs::read_to_string(path).map_err(|e| {
                 JobError::new(
@@ -248,11 +262,7 @@ impl OpenBaoArgs {
         let (client, address) = if leader.is_self {
             (client, address.clone())
         } else {
-            let named = leader
-                .leader_address
-                .filter(|a| !a.is_empty())
-                .ok_or_else(|| format!("{address}: no leader elected yet"))?;
-            let url = Url::parse(&named).map_err(|e| format!("leader address {named:?}: {e}"))?;
+            let url = leader_target(&leader, address, self.allow_http)?;
             (self.client(&url).map_err(|e| e.message)?, url)
         };
         let health = client
@@ -263,6 +273,20 @@ impl OpenBaoArgs {
             return Err(format!("{address} is {:?}, not active", health.state));
         }
         Ok((client, address, health))
+    }
+}
+
+/// Where a standby at `asked` says the active node is. An `http://` leader
+/// address is refused unless `allow_http` (the next call carries the Job's
+/// token); the error says which flag allows it.
+fn leader_target(leader: &Leader, asked: &Url, allow_http: bool) -> Result<Url, String> {
+    match leader.leader_url(allow_http) {
+        Ok(Some(url)) => Ok(url),
+        Ok(None) => Err(format!("{asked}: no leader elected yet")),
+        Err(e) if allow_http => Err(format!("{asked}: {e}")),
+        Err(e) => Err(format!(
+            "{asked}: {e} (a Job allows plain HTTP only with --allow-http)"
+        )),
     }
 }
 
@@ -277,6 +301,65 @@ impl JobError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn leader(address: &str) -> Leader {
+        Leader {
+            ha_enabled: true,
+            leader_address: Some(address.into()),
+            ..Leader::default()
+        }
+    }
+
+    #[test]
+    fn a_leader_address_must_be_https_unless_http_is_allowed() {
+        let asked: Url = "https://openbao-1.openbao:8200".parse().unwrap();
+        assert_eq!(
+            leader_target(&leader("https://openbao-0.openbao:8200"), &asked, false),
+            Ok("https://openbao-0.openbao:8200".parse().unwrap())
+        );
+        let refused =
+            leader_target(&leader("http://openbao-0.openbao:8200"), &asked, false).unwrap_err();
+        assert!(
+            refused.contains("http://openbao-0.openbao:8200")
+                && refused.contains("--allow-http")
+                && refused.contains("https://"),
+            "{refused}"
+        );
+        assert_eq!(
+            leader_target(&leader("http://openbao-0.openbao:8200"), &asked, true),
+            Ok("http://openbao-0.openbao:8200".parse().unwrap())
+        );
+        let none = leader_target(&leader(""), &asked, false).unwrap_err();
+        assert!(none.contains("no leader elected yet"), "{none}");
+    }
+
+    fn args(extra: &[&str]) -> OpenBaoArgs {
+        #[derive(clap::Parser, Debug)]
+        struct Cli {
+            #[command(flatten)]
+            openbao: OpenBaoArgs,
+        }
+        let mut argv = vec!["job"];
+        argv.extend_from_slice(extra);
+        <Cli as clap::Parser>::try_parse_from(argv).unwrap().openbao
+    }
+
+    #[test]
+    fn a_given_http_address_needs_allow_http() {
+        let plain: Url = "http://127.0.0.1:8200".parse().unwrap();
+        let strict = args(&["--openbao-address", "http://127.0.0.1:8200"]);
+        assert!(!strict.allow_http);
+        let err = strict.client(&plain).unwrap_err();
+        assert_eq!(err.code, ExitCode::Config);
+        assert!(err.message.contains("--allow-http"), "{}", err.message);
+        let dev = args(&["--openbao-address", "http://127.0.0.1:8200", "--allow-http"]);
+        assert!(dev.client(&plain).unwrap().allows_http());
+        let tls = args(&["--openbao-address", "https://127.0.0.1:8200"]);
+        let client = tls
+            .client(&"https://127.0.0.1:8200".parse().unwrap())
+            .unwrap();
+        assert!(!client.allows_http());
+    }
 
     #[test]
     fn durations_parse_with_units() {

@@ -46,6 +46,27 @@ pub const SECRET_DATA_KEYS: &[&str] = &[
 /// The unseal types that are cloud KMS seals (plugins from OpenBao 2.7 on).
 pub const CLOUD_KMS_TYPES: &[&str] = &["awskms", "gcpckms", "azurekeyvault"];
 
+/// A container image reference: `[registry[:port]/]path[:tag][@digest]`,
+/// as container runtimes parse it (lowercase path components separated by
+/// `.`, `_`, `__` or dashes; a tag of at most 128 characters; an
+/// `algorithm:hex` digest). [`crate::validation::is_image_reference`] is
+/// the same grammar in code.
+pub const IMAGE_PATTERN: &str = concat!(
+    r"^(([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)(\.([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?))*(:[0-9]+)?/)?",
+    r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*",
+    r"(:[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127})?",
+    r"(@[a-zA-Z][a-zA-Z0-9]*([-_+.][a-zA-Z][a-zA-Z0-9]*)*:[0-9a-fA-F]{32,})?$"
+);
+
+/// A plain file name: no folder, no leading dot (so never `.` or `..`).
+pub const FILE_NAME_PATTERN: &str = r"^[A-Za-z0-9_][A-Za-z0-9._-]*$";
+
+/// The shortest `spec.tls.rotationPeriod` (1h): certificates renewed faster
+/// would roll the pods more often than they restart.
+pub const MIN_ROTATION_PERIOD_SECONDS: u64 = 3600;
+/// The longest `spec.tls.rotationPeriod` (8760h, one year).
+pub const MAX_ROTATION_PERIOD_SECONDS: u64 = 8760 * 3600;
+
 fn cel_string_list(items: &[&str]) -> String {
     let quoted: Vec<String> = items.iter().map(|k| format!("'{k}'")).collect();
     format!("[{}]", quoted.join(", "))
@@ -56,6 +77,36 @@ fn cloud_kms_needs_plugin_rule() -> String {
         "!(self.unseal.type in {}) || has(self.unseal.kmsPlugin) || self.version.matches('^([01]|2\\\\.[0-6])\\\\.')",
         cel_string_list(CLOUD_KMS_TYPES)
     )
+}
+
+/// Two requests' `Env` fields can only share an environment variable when
+/// one request is named `<a>` and the other `<a>-<rest>`:
+/// `BAO_SELF_INIT_<A>_<F>` is `BAO_SELF_INIT_<A>_<REST>_<G>` when the field
+/// `F` of `<a>` is `<REST>_<G>` (case-insensitively, `-` as `_`; see
+/// [`self_init_env_var`]). Any other pair of names gives different
+/// prefixes, and `F` then holds a `_`. Comparing every field of one with
+/// every field of the other for every pair of requests is far beyond the
+/// API server's CEL cost budget (it estimates 64 x 64 x 16 string
+/// comparisons), so the rule, and its twin in [`crate::validation`], refuse
+/// the shape that allows a collision: `<a>` has an `Env` field with a `_`
+/// and a request named `<a>-...` has an `Env` field.
+fn self_init_env_collision_rule() -> String {
+    "!has(self.requests) || self.requests.all(a, !has(a.dataFrom) || \
+     !a.dataFrom.exists(f, f.source == 'Env' && f.field.contains('_')) || \
+     self.requests.all(b, !has(b.dataFrom) || !b.name.startsWith(a.name + '-') || \
+     !b.dataFrom.exists(g, g.source == 'Env')))"
+        .to_owned()
+}
+
+// A CEL rule rather than a schema `pattern`: a pattern failure only
+// echoes the regular expression, a rule says what to write instead. CEL's
+// raw strings (`r'...'`) take the pattern as it is.
+fn image_rule() -> String {
+    format!("!has(self.image) || self.image.matches(r'{IMAGE_PATTERN}')")
+}
+
+fn file_name_rule(field: &str) -> String {
+    format!("self.{field}.matches(r'{FILE_NAME_PATTERN}')")
 }
 
 fn cloud_kms_credentials_rule() -> String {
@@ -109,6 +160,14 @@ fn cloud_kms_credentials_rule() -> String {
 ).message(
     "spec.configuration.audit[].logRaw must be false when spec.profile is Hardened: raw audit logs contain tokens and secrets in plain text"
 ).field_path(".configuration.audit"))]
+#[x_kube(validation = Rule::new(image_rule()).message(
+    "spec.image must be a container image reference such as registry.example/openbao/openbao:2.7.2 (optionally @sha256:<digest>), on one line; remove it to use the official image"
+).field_path(".image"))]
+#[x_kube(validation = Rule::new(
+    "self.profile != 'Hardened' || self.unseal.type != 'transit' || !has(self.unseal.transit) || self.unseal.transit.address.startsWith('https://')"
+).message(
+    "spec.unseal.transit.address must be an https:// URL when spec.profile is Hardened: the Transit token and the seal key's wrapping travel over this connection; serve the Transit server over TLS or use profile Development"
+).field_path(".unseal.transit.address"))]
 #[serde(rename_all = "camelCase")]
 pub struct OpenBaoClusterSpec {
     /// OpenBao version to run, as MAJOR.MINOR.PATCH (for example `2.7.2`).
@@ -116,7 +175,10 @@ pub struct OpenBaoClusterSpec {
     pub version: String,
 
     /// Container image; defaults to the official OpenBao image at `version`.
+    /// A reference such as `registry.example:5000/openbao/openbao:2.7.2` or
+    /// `...@sha256:<hex>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
     pub image: Option<String>,
 
     /// Number of OpenBao servers (Raft voters). Use an odd number in production.
@@ -207,6 +269,11 @@ pub enum Profile {
 #[x_kube(validation = Rule::new("has(self.acme) == (self.mode == 'ACME')").message(
     "spec.tls.acme must be set exactly when spec.tls.mode is ACME: give directoryURL, domains and email for ACME, or remove spec.tls.acme"
 ).field_path(".acme"))]
+#[x_kube(validation = Rule::new(
+    "duration(self.rotationPeriod) >= duration('1h') && duration(self.rotationPeriod) <= duration('8760h')"
+).message(
+    "spec.tls.rotationPeriod must be between 1h and 8760h (one year): set a duration such as 720h"
+).field_path(".rotationPeriod"))]
 #[serde(rename_all = "camelCase")]
 pub struct TlsSpec {
     #[serde(default)]
@@ -215,7 +282,7 @@ pub struct TlsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_secret_name: Option<String>,
     /// Renew an operator-managed certificate when less than this remains
-    /// of its validity (Go duration, for example `720h`).
+    /// of its validity (Go duration from `1h` to `8760h`, for example `720h`).
     #[serde(default = "default_rotation_period")]
     #[schemars(
         regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"),
@@ -441,6 +508,9 @@ pub struct WorkloadIdentity {
 
 /// A KMS plugin distributed as an OCI image (OpenBao's declarative plugins).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new(file_name_rule("binaryName")).message(
+    "spec.unseal.kmsPlugin.binaryName must be a plain file name (letters, digits, '.', '_', '-'; no '/' and no leading '.'): the plugin binary's name inside the image, e.g. openbao-plugin-kms-aws"
+).field_path(".binaryName"))]
 #[serde(rename_all = "camelCase")]
 pub struct KmsPlugin {
     /// Image without tag, for example `ghcr.io/openbao/openbao-plugin-kms-aws`.
@@ -449,8 +519,9 @@ pub struct KmsPlugin {
     /// Image tag, for example `v0.1.0`.
     #[schemars(length(min = 1))]
     pub version: String,
-    /// File name of the plugin binary inside the image.
-    #[schemars(length(min = 1))]
+    /// File name of the plugin binary inside the image (no folder), for
+    /// example `openbao-plugin-kms-aws`.
+    #[schemars(length(min = 1, max = 255))]
     pub binary_name: String,
     /// SHA-256 of the plugin binary, hex; OpenBao refuses a binary that does not match.
     #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
@@ -464,6 +535,9 @@ pub struct KmsPlugin {
 ))]
 #[x_kube(validation = Rule::new("self.enabled || !has(self.requests) || size(self.requests) == 0").message(
     "spec.selfInit.requests are only applied when spec.selfInit.enabled is true: enable self-init or remove the requests"
+).field_path(".requests"))]
+#[x_kube(validation = Rule::new(self_init_env_collision_rule()).message(
+    "spec.selfInit.requests: Env dataFrom fields of two requests could map to one environment variable of the bootstrap pod (BAO_SELF_INIT_<REQUEST>_<FIELD>, uppercased, '-' as '_'): request a has an Env field with '_' and a request named a-... has Env fields (a's field b_c and a-b's field c are both BAO_SELF_INIT_A_B_C); rename the longer request so it does not start with the other's name and '-', or use source File"
 ).field_path(".requests"))]
 #[serde(rename_all = "camelCase")]
 pub struct SelfInitSpec {
@@ -519,6 +593,14 @@ fn default_audience() -> String {
 
 /// One request of OpenBao's declarative self-initialization.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!self.path.matches('(^|/)[.][.]?(/|$)')").message(
+    "spec.selfInit.requests[].path may not contain . or .. segments (they would reach another API path than the one written); write the path itself, for example sys/auth/userpass"
+).field_path(".path"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.dataFrom) || self.dataFrom.all(f, f.source != 'Env' || self.dataFrom.exists_one(g, g.source == 'Env' && g.field.upperAscii() == f.field.upperAscii()))"
+).message(
+    "spec.selfInit.requests[].dataFrom: two Env fields differ only in case and would share one environment variable of the bootstrap pod; rename one or use source File"
+).field_path(".dataFrom"))]
 // Two rules on `data` live in the schema or in code only, because
 // Kubernetes gives CEL no view of schemaless fields: inline secrets are
 // refused by the schema (see `free_form_object`), and a field set both in
@@ -526,11 +608,15 @@ fn default_audience() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct SelfInitRequest {
     /// Unique name; also names the `initialize` block in OpenBao's configuration.
-    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"),
+        length(max = 63)
+    )]
     pub name: String,
     #[serde(default)]
     pub operation: SelfInitOperation,
-    /// API path without `/v1/`, for example `sys/auth/userpass`.
+    /// API path without `/v1/`, for example `sys/auth/userpass`; no `.` or
+    /// `..` segments.
     #[schemars(
         regex(pattern = r"^[A-Za-z0-9_.+@=:-][A-Za-z0-9_.+@=:/-]*$"),
         length(max = 256)
@@ -572,6 +658,17 @@ fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "x-kubernetes-preserve-unknown-fields": true,
         "properties": properties,
     })
+}
+
+/// Environment variable of the bootstrap pod that carries a Secret-backed
+/// field of a self-init request (`source: Env`):
+/// `BAO_SELF_INIT_<REQUEST>_<FIELD>`, uppercased, with `-` as `_`. Distinct
+/// request and field names can share one (`a-b`/`c` and `a`/`b_c`); the
+/// spec rules refuse that.
+pub fn self_init_env_var(request: &str, field: &str) -> String {
+    format!("BAO_SELF_INIT_{request}_{field}")
+        .to_ascii_uppercase()
+        .replace('-', "_")
 }
 
 /// HTTP operation of a self-init request.
@@ -616,11 +713,19 @@ pub struct SecretField {
 
 /// A key of a Secret in the cluster's namespace.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(validation = Rule::new(
+    "self.key != '.' && !self.key.contains('..') && !self.key.contains('/')"
+).message(
+    "secretKeyRef.key must be a plain Secret key without '/' or '..' (it names a file in the bootstrap pod's Secret volume); use the key as it appears in the Secret's data"
+).field_path(".key"))]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"),
+        length(max = 253)
+    )]
     pub name: String,
-    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]{1,253}$"))]
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]{1,253}$"), length(max = 253))]
     pub key: String,
 }
 
@@ -634,9 +739,15 @@ pub enum SecretSource {
 
 /// Raft storage settings.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new(
+    "!has(self.size) || (type(self.size) == string ? isQuantity(self.size) && quantity(self.size).isGreaterThan(quantity('0')) : self.size > 0)"
+).message(
+    "spec.storage.size must be a positive Kubernetes quantity such as 10Gi or 500Mi"
+).field_path(".size"))]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
-    /// Size of each server's PersistentVolumeClaim.
+    /// Size of each server's PersistentVolumeClaim: a positive quantity
+    /// such as `10Gi`.
     #[serde(default = "default_storage_size")]
     pub size: Quantity,
     /// StorageClass of the claims; the cluster default when unset.
@@ -809,6 +920,9 @@ fn default_max_trailing_logs() -> i64 {
 #[x_kube(validation = Rule::new("!has(self.syslog) || self.type == 'syslog'").message(
     "spec.configuration.audit[].syslog is only valid for type syslog"
 ).field_path(".syslog"))]
+#[x_kube(validation = Rule::new("!has(self.prefix)").message(
+    "spec.configuration.audit[].prefix is not supported: OpenBao refuses audit log prefixing and the node would never become active; remove prefix"
+).field_path(".prefix"))]
 #[serde(rename_all = "camelCase")]
 pub struct AuditDevice {
     #[serde(rename = "type")]
@@ -827,7 +941,10 @@ pub struct AuditDevice {
     /// Log token accessors unhashed (OpenBao's default is to hash them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hmac_accessor: Option<bool>,
-    /// Prefix of every line.
+    /// Not supported, and refused: OpenBao (2.7 on) refuses audit log
+    /// prefixing and a node with a prefixed device never becomes active.
+    /// The field stays in the API only so that a spec that sets it is
+    /// refused with that reason instead of the value being silently dropped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -865,12 +982,19 @@ pub enum AuditFormat {
 
 /// File audit device options.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!self.filePath.contains('..')").message(
+    "spec.configuration.audit[].file.filePath may not contain '..': it must stay inside /openbao/audit/; use stdout, discard or /openbao/audit/<file name>"
+).field_path(".filePath"))]
 #[serde(rename_all = "camelCase")]
 pub struct FileAudit {
     /// `stdout` (the default: the pod log), `discard`, or a file under
-    /// `/openbao/audit/` (an emptyDir: ship it with a log collector).
+    /// `/openbao/audit/` (an emptyDir: ship it with a log collector); never
+    /// with `..`.
     #[serde(default = "default_audit_file")]
-    #[schemars(regex(pattern = r"^(stdout|discard|/openbao/audit/[A-Za-z0-9._-]+)$"))]
+    #[schemars(
+        regex(pattern = r"^(stdout|discard|/openbao/audit/[A-Za-z0-9._-]+)$"),
+        length(max = 256)
+    )]
     pub file_path: String,
     /// File mode, octal, for example `0600`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -44,6 +44,8 @@ pub mod types {
     pub const LEADER_FOUND: &str = "LeaderFound";
     pub const PRODUCTION_READY: &str = "ProductionReady";
     pub const DEGRADED: &str = "Degraded";
+    /// Present (True) only while `spec.paused` is set.
+    pub const PAUSED: &str = "Paused";
 }
 
 /// Well-known reasons. Reasons are stable API: tools match on them.
@@ -109,6 +111,31 @@ pub mod reasons {
     pub const GATEWAY_API_MISSING: &str = "GatewayAPIMissing";
     pub const MISSING_CAPABILITY: &str = "MissingCapability";
     pub const AS_EXPECTED: &str = "AsExpected";
+    /// A running pod answers but has not become active or standby within
+    /// the bound: OpenBao refused part of its configuration or cannot
+    /// reach its seal.
+    pub const NODE_NOT_ACTIVE: &str = "NodeNotBecomingActive";
+    /// A pod's OpenBao container keeps restarting.
+    pub const NODE_RESTARTING: &str = "NodeRestarting";
+
+    // Degraded, set by a reconcile that failed; one reason per error kind.
+    /// The API server refused a write (RBAC, an admission policy, or an
+    /// invalid object).
+    pub const KUBERNETES_WRITE_REFUSED: &str = "KubernetesWriteRefused";
+    /// The API server could not be read or written for another reason.
+    pub const KUBERNETES_API_ERROR: &str = "KubernetesAPIError";
+    /// Running pods do not answer on the OpenBao port.
+    pub const OPENBAO_UNREACHABLE: &str = "OpenBaoUnreachable";
+    /// OpenBao refused or failed a call the controller made.
+    pub const OPENBAO_REQUEST_FAILED: &str = "OpenBaoRequestFailed";
+    /// Issuing or reading the operator-managed certificates failed.
+    pub const TLS_FAILED: &str = "TLSFailed";
+    /// The seal key Secret is not usable.
+    pub const SEAL_KEY_INVALID: &str = "SealKeyInvalid";
+    /// An object could not be rendered from the spec.
+    pub const RENDER_FAILED: &str = "RenderFailed";
+    /// The system random source failed.
+    pub const RANDOM_SOURCE_FAILED: &str = "RandomSourceFailed";
 }
 
 impl Condition {

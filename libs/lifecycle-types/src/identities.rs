@@ -116,6 +116,13 @@ impl std::error::Error for PolicyError {}
 pub struct PathRule {
     pub path: String,
     pub capabilities: Vec<String>,
+    /// Parameters a request must carry (`required_parameters`).
+    pub required_parameters: Vec<String>,
+    /// The only parameters (and values, globs allowed; empty = any value)
+    /// a request may carry (`allowed_parameters`); empty when unrestricted.
+    pub allowed_parameters: BTreeMap<String, Vec<String>>,
+    /// Parameter values that are refused (`denied_parameters`).
+    pub denied_parameters: BTreeMap<String, Vec<String>>,
     /// The comment line(s) directly above the block: why the path is needed.
     pub why: String,
 }
@@ -135,6 +142,12 @@ struct PolicyFile {
 #[derive(Deserialize)]
 struct PathBody {
     capabilities: Vec<String>,
+    #[serde(default)]
+    required_parameters: Vec<String>,
+    #[serde(default)]
+    allowed_parameters: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    denied_parameters: BTreeMap<String, Vec<String>>,
 }
 
 /// Parses an ACL policy with the HCL library; the `why` of each rule comes
@@ -161,6 +174,9 @@ pub fn parse_policy(hcl_text: &str) -> Result<Vec<PathRule>, String> {
             rules.push(PathRule {
                 path: path.to_owned(),
                 capabilities: body.capabilities.clone(),
+                required_parameters: body.required_parameters.clone(),
+                allowed_parameters: body.allowed_parameters.clone(),
+                denied_parameters: body.denied_parameters.clone(),
                 why: comment.join(" "),
             });
         }
@@ -172,6 +188,23 @@ pub fn parse_policy(hcl_text: &str) -> Result<Vec<PathRule>, String> {
         return Err("a path block is not on a line of its own starting with `path \"`".into());
     }
     Ok(rules)
+}
+
+/// Prefix of the controller's per-cluster token audience; the controller
+/// policy lets it set its own role's audience only to values under it.
+pub const CONTROLLER_AUDIENCE_PREFIX: &str = "openbao-operator.openbao.org/";
+
+/// The audience of the tokens the controller mints for one cluster, and
+/// the only audience that cluster's `openbao-operator` role accepts:
+/// `openbao-operator.openbao.org/<namespace>/<name>/<uid>`.
+///
+/// Namespace and name say where a token was meant to go when one turns up
+/// in a log; the uid keeps a token minted for a deleted cluster from
+/// working at a new one of the same name. Namespaces and names are DNS
+/// labels or subdomains and uids are UUIDs, so none holds `/` or `,` (a
+/// comma would split the value into two audiences in OpenBao).
+pub fn controller_audience(namespace: &str, cluster: &str, uid: &str) -> String {
+    format!("{CONTROLLER_AUDIENCE_PREFIX}{namespace}/{cluster}/{uid}")
 }
 
 /// A JWT role as written in `policies/jwt-roles.hcl`.
@@ -208,7 +241,21 @@ impl JwtRole {
             .replace("{cluster}", vars.cluster)
     }
 
-    /// The body to write to `auth/<mount>/role/<name>`.
+    /// The audiences the role accepts at one cluster: the controller's own
+    /// per-cluster audience ([`controller_audience`]) for the controller's
+    /// role, `jobs_audience` (`spec.selfInit.oidc.audience`, the audience
+    /// of the Jobs' projected tokens) for every other role.
+    pub fn audiences(&self, vars: &SubjectVars<'_>, uid: &str, jobs_audience: &str) -> Vec<String> {
+        if self.identity == Identity::Controller.key() {
+            vec![controller_audience(vars.namespace, vars.cluster, uid)]
+        } else {
+            vec![jobs_audience.to_owned()]
+        }
+    }
+
+    /// The body to write to `auth/<mount>/role/<name>`, with the
+    /// audiences as written in the file (see [`JwtRole::audiences`] for a
+    /// cluster's).
     pub fn request_body(&self, vars: &SubjectVars<'_>) -> serde_json::Value {
         serde_json::json!({
             "role_type": "jwt",
@@ -303,6 +350,52 @@ mod tests {
             "system:serviceaccount:openbao-system:openbao-operator"
         );
         assert!(jwt_role(Identity::KeystorePlugin).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_controller_audience_names_the_cluster_and_matches_the_roles_file() {
+        assert_eq!(
+            controller_audience("team-a", "vault", "6f1c2a4e-0000-4000-8000-000000000001"),
+            "openbao-operator.openbao.org/team-a/vault/6f1c2a4e-0000-4000-8000-000000000001"
+        );
+        let controller = jwt_role(Identity::Controller).unwrap().unwrap();
+        assert_eq!(
+            controller.bound_audiences,
+            [controller_audience("{namespace}", "{cluster}", "{uid}")],
+            "policies/jwt-roles.hcl documents the audience controller_audience builds"
+        );
+        assert!(controller_audience("a", "b", "c").starts_with(CONTROLLER_AUDIENCE_PREFIX));
+    }
+
+    #[test]
+    fn only_the_controller_role_gets_the_per_cluster_audience() {
+        let vars = SubjectVars {
+            operator_namespace: "openbao-system",
+            namespace: "team-a",
+            cluster: "vault",
+        };
+        for role in jwt_roles().unwrap() {
+            let audiences = role.audiences(&vars, "uid-1", "bao-prod");
+            if role.identity == Identity::Controller.key() {
+                assert_eq!(
+                    audiences,
+                    ["openbao-operator.openbao.org/team-a/vault/uid-1"]
+                );
+            } else {
+                assert_eq!(audiences, ["bao-prod"], "{}", role.name);
+            }
+        }
+    }
+
+    #[test]
+    fn parameter_constraints_are_read() {
+        let rules = parse_policy(
+            "path \"a\" {\n  capabilities = [\"update\"]\n  required_parameters = [\"x\"]\n  allowed_parameters = {\n    \"x\" = [\"p/*\"]\n  }\n  denied_parameters = {\n    \"x\" = [\"*,*\"]\n  }\n}\n",
+        )
+        .unwrap();
+        assert_eq!(rules[0].required_parameters, ["x"]);
+        assert_eq!(rules[0].allowed_parameters["x"], ["p/*"]);
+        assert_eq!(rules[0].denied_parameters["x"], ["*,*"]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod conditions;
+pub mod events;
 pub mod identities;
 pub mod labels;
 pub mod names;

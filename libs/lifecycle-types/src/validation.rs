@@ -11,7 +11,9 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::cluster::{
-    AuditType, OpenBaoClusterSpec, Profile, SECRET_DATA_KEYS, TlsMode, UnsealType,
+    AuditType, MAX_ROTATION_PERIOD_SECONDS, MIN_ROTATION_PERIOD_SECONDS, OpenBaoClusterSpec,
+    Profile, SECRET_DATA_KEYS, SecretField, SecretSource, SelfInitRequest, TlsMode, UnsealType,
+    self_init_env_var,
 };
 
 /// One violated rule.
@@ -61,6 +63,33 @@ pub fn validate_spec(spec: &OpenBaoClusterSpec) -> Vec<FieldError> {
             "must be true when spec.profile is Hardened; set spec.selfInit.enabled: true or use profile Development".into(),
         );
     }
+    if let Some(image) = &spec.image
+        && !is_image_reference(image)
+    {
+        fail(
+            "spec.image".into(),
+            format!(
+                "{image:?} is not a container image reference; write it like registry.example/openbao/openbao:2.7.2 (optionally @sha256:<digest>), or remove it to use the official image"
+            ),
+        );
+    }
+    match parse_quantity(&spec.storage.size.0) {
+        Some(q) if q.positive => {}
+        Some(_) => fail(
+            "spec.storage.size".into(),
+            format!(
+                "{:?} is not positive; give each server's volume a size such as \"10Gi\"",
+                spec.storage.size.0
+            ),
+        ),
+        None => fail(
+            "spec.storage.size".into(),
+            format!(
+                "{:?} is not a Kubernetes quantity; write it like \"10Gi\" or \"500Mi\"",
+                spec.storage.size.0
+            ),
+        ),
+    }
 
     // TLS.
     let tls = &spec.tls;
@@ -71,14 +100,27 @@ pub fn validate_spec(spec: &OpenBaoClusterSpec) -> Vec<FieldError> {
             "is required when spec.tls.mode is External; name the Secret that holds tls.crt, tls.key and ca.crt".into(),
         );
     }
-    if parse_duration(&tls.rotation_period).is_none() {
-        fail(
+    match parse_duration(&tls.rotation_period) {
+        None => fail(
             "spec.tls.rotationPeriod".into(),
             format!(
                 "{:?} is not a duration; write it like \"720h\"",
                 tls.rotation_period
             ),
-        );
+        ),
+        Some(period)
+            if period < Duration::from_secs(MIN_ROTATION_PERIOD_SECONDS)
+                || period > Duration::from_secs(MAX_ROTATION_PERIOD_SECONDS) =>
+        {
+            fail(
+                "spec.tls.rotationPeriod".into(),
+                format!(
+                    "{:?} is out of range; use a duration from 1h to 8760h (one year), such as \"720h\"",
+                    tls.rotation_period
+                ),
+            )
+        }
+        Some(_) => {}
     }
     match (&tls.acme, tls.mode == TlsMode::Acme) {
         (None, true) => fail(
@@ -156,6 +198,27 @@ pub fn validate_spec(spec: &OpenBaoClusterSpec) -> Vec<FieldError> {
             );
         }
     }
+    if spec.profile == Profile::Hardened
+        && let Some(address) = plain_transit_address(spec)
+    {
+        fail(
+            "spec.unseal.transit.address".into(),
+            format!(
+                "{address:?} is not https:// but spec.profile is Hardened: the Transit token and the seal key's wrapping would cross the network in plain text; serve Transit over TLS or use profile Development"
+            ),
+        );
+    }
+    if let Some(plugin) = &unseal.kms_plugin
+        && !is_file_name(&plugin.binary_name)
+    {
+        fail(
+            "spec.unseal.kmsPlugin.binaryName".into(),
+            format!(
+                "{:?} is not a plain file name; give the plugin binary's name inside the image without a folder, e.g. openbao-plugin-kms-aws",
+                plugin.binary_name
+            ),
+        );
+    }
     let has_secret = unseal.credentials_secret_ref.is_some();
     let has_identity = unseal.workload_identity.is_some();
     if unseal.type_.is_cloud_kms() {
@@ -227,6 +290,14 @@ pub fn validate_spec(spec: &OpenBaoClusterSpec) -> Vec<FieldError> {
                 format!("{at}.path"),
                 "must be an API path without /v1/, for example sys/auth/userpass".into(),
             );
+        } else if request.path.split('/').any(|s| s == "." || s == "..") {
+            fail(
+                format!("{at}.path"),
+                format!(
+                    "{:?} has a . or .. segment, which would reach another API path than the one written; write the path itself, for example sys/auth/userpass",
+                    request.path
+                ),
+            );
         }
         if let Some(data) = &request.data {
             for key in data.keys() {
@@ -260,6 +331,57 @@ pub fn validate_spec(spec: &OpenBaoClusterSpec) -> Vec<FieldError> {
                 fail(
                     format!("{at}.dataFrom[{j}].field"),
                     format!("{:?} appears twice in dataFrom", from.field),
+                );
+            }
+            let key = &from.secret_key_ref.key;
+            if key.is_empty() || key == "." || key.contains("..") || key.contains('/') {
+                fail(
+                    format!("{at}.dataFrom[{j}].secretKeyRef.key"),
+                    format!(
+                        "{key:?} is not a plain Secret key: no '/' or '..' (it names a file in the bootstrap pod's Secret volume); use the key as it appears in the Secret's data"
+                    ),
+                );
+            }
+        }
+    }
+    // Env fields become environment variables of the bootstrap pod
+    // (`self_init_env_var`); two that map to one variable would silently
+    // hand OpenBao the wrong secret. Within a request that takes two fields
+    // equal but for case; across requests, a request `<a>` with an Env field
+    // `<rest>_<g>` and a request `<a>-<rest>` with an Env field `<g>`. The
+    // CEL twin cannot afford to compare every field pair, so both refuse
+    // the shape that allows it: `<a>` has an Env field with '_' and a
+    // request named `<a>-...` has an Env field.
+    for (i, request) in self_init.requests.iter().enumerate() {
+        let env = env_fields(request);
+        for (k, (j, from)) in env.iter().enumerate() {
+            if let Some((first, other)) = env[..k]
+                .iter()
+                .find(|(_, o)| o.field != from.field && o.field.eq_ignore_ascii_case(&from.field))
+            {
+                fail(
+                    format!("spec.selfInit.requests[{i}].dataFrom[{j}].field"),
+                    format!(
+                        "{:?} and {:?} (dataFrom[{first}]) differ only in case, so both would be the environment variable {}; rename one or use source File",
+                        from.field,
+                        other.field,
+                        self_init_env_var(&request.name, &from.field)
+                    ),
+                );
+            }
+        }
+        let Some((_, underscored)) = env.iter().find(|(_, f)| f.field.contains('_')) else {
+            continue;
+        };
+        let longer = format!("{}-", request.name);
+        for (b, other) in self_init.requests.iter().enumerate() {
+            if other.name.starts_with(&longer) && !env_fields(other).is_empty() {
+                fail(
+                    format!("spec.selfInit.requests[{b}].name"),
+                    format!(
+                        "request {:?} starts with {longer:?} and has Env fields, while request {:?} has the Env field {:?}: their environment variables could coincide (a's field b_c and a-b's field c are both BAO_SELF_INIT_A_B_C); rename {:?} so it does not start with {longer:?}, or use source File for these fields",
+                        other.name, request.name, underscored.field, other.name
+                    ),
                 );
             }
         }
@@ -335,6 +457,36 @@ pub fn validate_spec(spec: &OpenBaoClusterSpec) -> Vec<FieldError> {
                 "is required for type socket; set its address".into(),
             );
         }
+        if device.prefix.is_some() {
+            fail(
+                format!("{at}.prefix"),
+                "is not supported: OpenBao refuses audit log prefixing and the node would never become active; remove prefix".into(),
+            );
+        }
+        if let Some(file) = &device.file {
+            let path = file.file_path.as_str();
+            let in_folder = path.strip_prefix("/openbao/audit/").is_some_and(|name| {
+                !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            });
+            if path.contains("..") {
+                fail(
+                    format!("{at}.file.filePath"),
+                    format!(
+                        "{path:?} contains '..' but must stay inside /openbao/audit/; use stdout, discard or /openbao/audit/<file name>"
+                    ),
+                );
+            } else if !(path == "stdout" || path == "discard" || in_folder) {
+                fail(
+                    format!("{at}.file.filePath"),
+                    format!(
+                        "{path:?} is not stdout, discard or /openbao/audit/<file name>; use one of those"
+                    ),
+                );
+            }
+        }
         if spec.profile == Profile::Hardened && device.log_raw == Some(true) {
             fail(
                 format!("{at}.logRaw"),
@@ -368,6 +520,16 @@ pub fn validate_update(old: &OpenBaoClusterSpec, new: &OpenBaoClusterSpec) -> Ve
     errors
 }
 
+/// The Transit seal's address when the seal type is transit and the
+/// address is not `https://`: the Transit token and the wrapping of the
+/// seal key would then cross the network in plain text. Refused in a
+/// Hardened spec; a Development spec may use it (a `ProductionReady` gap).
+pub fn plain_transit_address(spec: &OpenBaoClusterSpec) -> Option<&str> {
+    let transit = spec.unseal.transit.as_ref()?;
+    (spec.unseal.type_ == UnsealType::Transit && !transit.address.starts_with("https://"))
+        .then_some(transit.address.as_str())
+}
+
 fn is_semver(v: &str) -> bool {
     let parts: Vec<&str> = v.split('.').collect();
     parts.len() == 3
@@ -394,6 +556,166 @@ fn is_dns_label(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-')
+}
+
+/// The `Env` fields of a self-init request, with their index in `dataFrom`.
+fn env_fields(request: &SelfInitRequest) -> Vec<(usize, &SecretField)> {
+    request
+        .data_from
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.source == SecretSource::Env)
+        .collect()
+}
+
+/// A plain file name as [`crate::cluster::FILE_NAME_PATTERN`] says: no
+/// folder, no leading dot.
+fn is_file_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && name.len() <= 255
+}
+
+/// What [`parse_quantity`] learns about a Kubernetes quantity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuantityShape {
+    /// Greater than zero.
+    pub positive: bool,
+}
+
+/// Parses a Kubernetes quantity (`10Gi`, `500M`, `1.5e3`, `+2k`) as the API
+/// server's `resource.ParseQuantity` does: an optionally signed decimal
+/// number and one suffix (binary `Ki`..`Ei`, decimal `m`, `k`, `M`..`E`, or
+/// an exponent `e<int>`/`E<int>`). `None` when malformed.
+pub fn parse_quantity(text: &str) -> Option<QuantityShape> {
+    let (negative, rest) = match text.as_bytes().first()? {
+        b'+' => (false, &text[1..]),
+        b'-' => (true, &text[1..]),
+        _ => (false, text),
+    };
+    let number_len = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    let (number, suffix) = rest.split_at(number_len);
+    if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+        return None;
+    }
+    let suffix_ok = match suffix {
+        "" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" => {
+            true
+        }
+        _ => suffix.strip_prefix(['e', 'E']).is_some_and(|exponent| {
+            let digits = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+            !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+        }),
+    };
+    let nonzero = number.bytes().any(|b| (b'1'..=b'9').contains(&b));
+    suffix_ok.then_some(QuantityShape {
+        positive: nonzero && !negative,
+    })
+}
+
+/// A container image reference as [`crate::cluster::IMAGE_PATTERN`] says:
+/// `[registry[:port]/]path[:tag][@digest]`.
+pub fn is_image_reference(image: &str) -> bool {
+    if image.len() > 512 {
+        return false;
+    }
+    let (name_and_tag, digest) = match image.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (image, None),
+    };
+    if digest.is_some_and(|d| !is_digest(d)) {
+        return false;
+    }
+    // A tag follows the last ':' after the last '/' (a registry port's ':'
+    // comes before a '/').
+    let last_slash = name_and_tag.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match name_and_tag[last_slash..].rfind(':') {
+        Some(i) => (
+            &name_and_tag[..last_slash + i],
+            Some(&name_and_tag[last_slash + i + 1..]),
+        ),
+        None => (name_and_tag, None),
+    };
+    if tag.is_some_and(|t| !is_tag(t)) {
+        return false;
+    }
+    // The first component is a registry when the rest parses as a path
+    // (it may be a path component too: `openbao/openbao`).
+    let path_ok = |path: &str| path.split('/').all(is_path_component);
+    path_ok(name)
+        || name
+            .split_once('/')
+            .is_some_and(|(registry, path)| is_registry(registry) && path_ok(path))
+}
+
+/// `[a-z0-9]+` runs joined by `.`, `_`, `__` or one or more `-`.
+fn is_path_component(component: &str) -> bool {
+    let bytes = component.as_bytes();
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return false;
+    }
+    let mut separator = String::new();
+    for &b in bytes {
+        if alnum(b) {
+            let ok = separator.is_empty()
+                || matches!(separator.as_str(), "." | "_" | "__")
+                || separator.bytes().all(|s| s == b'-');
+            if !ok {
+                return false;
+            }
+            separator.clear();
+        } else if b"._-".contains(&b) {
+            separator.push(b as char);
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// `host[:port]`: DNS-like labels of letters, digits and inner dashes.
+fn is_registry(registry: &str) -> bool {
+    let (host, port) = match registry.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (registry, None),
+    };
+    let label = |l: &str| {
+        let b = l.as_bytes();
+        !b.is_empty()
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+    };
+    host.split('.').all(label)
+        && port.is_none_or(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A tag: a word character, then up to 127 of word characters, `.` and `-`.
+fn is_tag(tag: &str) -> bool {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let bytes = tag.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 128
+        && word(bytes[0])
+        && bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-')
+}
+
+/// `algorithm:hex`, for example `sha256:` and 64 hex digits.
+fn is_digest(digest: &str) -> bool {
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return false;
+    };
+    let algorithm_ok = algorithm.split(['-', '_', '+', '.']).all(|part| {
+        let b = part.as_bytes();
+        !b.is_empty() && b[0].is_ascii_alphabetic() && b.iter().all(u8::is_ascii_alphanumeric)
+    });
+    algorithm_ok && hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Parses a Go duration made of `<number><unit>` groups (`1h30m`, `1.5s`),
@@ -435,8 +757,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 mod tests {
     use super::*;
     use crate::cluster::{
-        AcmeSpec, AuditDevice, AwsKmsUnseal, IngressSpec, SecretField, SecretKeyRef, SecretSource,
-        SelfInitOperation, SelfInitRequest, TransitUnseal, WorkloadIdentity,
+        AcmeSpec, AuditDevice, AwsKmsUnseal, FileAudit, IngressSpec, KmsPlugin, SecretField,
+        SecretKeyRef, SecretSource, SelfInitOperation, SelfInitRequest, TransitUnseal,
+        WorkloadIdentity,
     };
     use serde_json::json;
 
@@ -696,6 +1019,313 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].field, "spec.selfInit.enabled");
         assert!(validate_update(&old, &old).is_empty());
+    }
+
+    fn env_field(field: &str, source: SecretSource) -> SecretField {
+        SecretField {
+            field: field.into(),
+            secret_key_ref: SecretKeyRef {
+                name: "admin".into(),
+                key: "value".into(),
+            },
+            source,
+        }
+    }
+
+    fn self_init(requests: Vec<SelfInitRequest>) -> OpenBaoClusterSpec {
+        let mut spec = OpenBaoClusterSpec::with_version("2.7.2");
+        spec.self_init.enabled = true;
+        spec.self_init.requests = requests;
+        spec
+    }
+
+    #[test]
+    fn image_must_be_a_reference() {
+        for good in [
+            "openbao/openbao:2.7.2",
+            "openbao",
+            "quay.io/openbao/openbao:2.7.2-ubi",
+            "registry.example:5000/team/open_bao__x/openbao",
+            "localhost:5000/openbao:latest",
+            "ghcr.io/a/b@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "ghcr.io/a/b:v1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(is_image_reference(good), "{good} refused");
+        }
+        for bad in [
+            "",
+            "openbao/openbao:2.7.2\nevil",
+            "openbao/openbao:2.7.2 ",
+            "OpenBao/OpenBao",
+            "openbao/openbao:",
+            "openbao//openbao",
+            "/openbao",
+            "openbao/-openbao",
+            "openbao/open..bao",
+            "openbao/open___bao",
+            "openbao@sha256:xyz",
+            "openbao:-tag",
+            "https://registry/openbao",
+        ] {
+            assert!(!is_image_reference(bad), "{bad:?} accepted");
+        }
+        let mut spec = OpenBaoClusterSpec::with_version("2.7.2");
+        spec.image = Some("openbao/openbao:2.7.2\n".into());
+        let errors = validate_spec(&spec);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "spec.image");
+        assert!(
+            errors[0].message.contains("registry.example/"),
+            "{}",
+            errors[0]
+        );
+        spec.image = Some("registry.example/openbao/openbao:2.7.2".into());
+        assert!(fields(&spec).is_empty());
+    }
+
+    #[test]
+    fn storage_size_must_be_a_positive_quantity() {
+        for good in [
+            "10Gi", "500M", "1.5e3", "+2k", "1Ei", "0.5Gi", ".5Ti", "3", "1E",
+        ] {
+            assert!(
+                parse_quantity(good).is_some_and(|q| q.positive),
+                "{good} refused"
+            );
+        }
+        for bad in [
+            "lots", "", "10 Gi", "10GB", "10gi", "1e", "Gi", "1..2", "--1", "1Gi\n",
+        ] {
+            assert_eq!(parse_quantity(bad), None, "{bad:?} parsed");
+        }
+        for not_positive in ["0", "-1Gi", "0.0Mi"] {
+            assert_eq!(
+                parse_quantity(not_positive),
+                Some(QuantityShape { positive: false })
+            );
+        }
+        let mut spec = OpenBaoClusterSpec::with_version("2.7.2");
+        spec.storage.size = k8s_openapi::apimachinery::pkg::api::resource::Quantity("lots".into());
+        let errors = validate_spec(&spec);
+        assert_eq!(errors[0].field, "spec.storage.size");
+        assert!(errors[0].message.contains("10Gi"), "{}", errors[0]);
+        spec.storage.size.0 = "-1Gi".into();
+        assert_eq!(fields(&spec), ["spec.storage.size"]);
+    }
+
+    #[test]
+    fn rotation_period_is_between_an_hour_and_a_year() {
+        let mut spec = OpenBaoClusterSpec::with_version("2.7.2");
+        for bad in ["59m", "8761h", "1s"] {
+            spec.tls.rotation_period = bad.into();
+            let errors = validate_spec(&spec);
+            assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+            assert_eq!(errors[0].field, "spec.tls.rotationPeriod");
+            assert!(errors[0].message.contains("8760h"), "{}", errors[0]);
+        }
+        for good in ["1h", "8760h", "1h30m", "720h"] {
+            spec.tls.rotation_period = good.into();
+            assert!(fields(&spec).is_empty(), "{good} refused");
+        }
+    }
+
+    #[test]
+    fn hardened_transit_must_use_tls() {
+        let mut spec = self_init(Vec::new());
+        spec.profile = Profile::Hardened;
+        spec.unseal.type_ = UnsealType::Transit;
+        spec.unseal.transit = Some(TransitUnseal {
+            address: "http://transit:8200".into(),
+            key_name: "k".into(),
+            mount_path: "transit/".into(),
+            token_secret_ref: "t".into(),
+            ca_secret_ref: None,
+            tls_server_name: None,
+        });
+        assert_eq!(plain_transit_address(&spec), Some("http://transit:8200"));
+        let errors = validate_spec(&spec);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "spec.unseal.transit.address");
+        assert!(errors[0].message.contains("https://"), "{}", errors[0]);
+        spec.profile = Profile::Development;
+        assert!(fields(&spec).is_empty(), "Development may use http");
+        assert_eq!(plain_transit_address(&spec), Some("http://transit:8200"));
+        spec.profile = Profile::Hardened;
+        if let Some(transit) = spec.unseal.transit.as_mut() {
+            transit.address = "https://transit:8200".into();
+        }
+        assert!(fields(&spec).is_empty());
+        assert_eq!(plain_transit_address(&spec), None);
+    }
+
+    #[test]
+    fn kms_plugin_binary_is_a_plain_file_name() {
+        let mut spec = OpenBaoClusterSpec::with_version("2.7.2");
+        spec.unseal.type_ = UnsealType::Awskms;
+        spec.unseal.awskms = Some(AwsKmsUnseal {
+            region: "eu-west-1".into(),
+            kms_key_id: "alias/openbao".into(),
+            endpoint: None,
+        });
+        spec.unseal.credentials_secret_ref = Some("aws".into());
+        let plugin = |binary: &str| KmsPlugin {
+            image: "ghcr.io/openbao/openbao-plugin-kms-aws".into(),
+            version: "v0.1.0".into(),
+            binary_name: binary.into(),
+            sha256sum: "0".repeat(64),
+        };
+        for bad in [
+            "../../bin/sh",
+            "bin/plugin",
+            ".hidden",
+            "..",
+            "",
+            "a plugin",
+            "x\n",
+        ] {
+            spec.unseal.kms_plugin = Some(plugin(bad));
+            let errors = validate_spec(&spec);
+            assert_eq!(errors.len(), 1, "{bad:?}: {errors:?}");
+            assert_eq!(errors[0].field, "spec.unseal.kmsPlugin.binaryName");
+            assert!(errors[0].message.contains("file name"), "{}", errors[0]);
+        }
+        spec.unseal.kms_plugin = Some(plugin("openbao-plugin-kms-aws_v1.2"));
+        assert!(fields(&spec).is_empty());
+    }
+
+    #[test]
+    fn request_paths_have_no_dot_segments() {
+        for bad in [
+            "../../sys/raw/core",
+            "sys/./raw",
+            "auth/..",
+            "..",
+            "auth/userpass/..",
+        ] {
+            let mut r = request("r", json!({}));
+            r.path = bad.into();
+            let errors = validate_spec(&self_init(vec![r]));
+            assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+            assert_eq!(errors[0].field, "spec.selfInit.requests[0].path");
+            assert!(errors[0].message.contains(".."), "{}", errors[0]);
+        }
+        let mut r = request("r", json!({}));
+        r.path = "auth/userpass/users/a..b".into();
+        assert!(fields(&self_init(vec![r])).is_empty());
+    }
+
+    #[test]
+    fn secret_keys_are_plain_keys() {
+        for bad in ["..", "../token", "a/b", ".", "..data"] {
+            let mut r = request("r", json!({}));
+            let mut from = env_field("password", SecretSource::File);
+            from.secret_key_ref.key = bad.into();
+            r.data_from = vec![from];
+            let errors = validate_spec(&self_init(vec![r]));
+            assert_eq!(errors.len(), 1, "{bad}: {errors:?}");
+            assert_eq!(
+                errors[0].field,
+                "spec.selfInit.requests[0].dataFrom[0].secretKeyRef.key"
+            );
+        }
+        let mut r = request("r", json!({}));
+        let mut from = env_field("password", SecretSource::File);
+        from.secret_key_ref.key = ".dockerconfigjson".into();
+        r.data_from = vec![from];
+        assert!(fields(&self_init(vec![r])).is_empty());
+    }
+
+    #[test]
+    fn env_fields_may_not_share_an_environment_variable() {
+        assert_eq!(self_init_env_var("a-b", "c"), "BAO_SELF_INIT_A_B_C");
+        assert_eq!(self_init_env_var("a", "b_c"), "BAO_SELF_INIT_A_B_C");
+        // Across requests: `a-b`/`c` and `a`/`b_c` are one variable.
+        let mut ab = request("a-b", json!({}));
+        ab.data_from = vec![env_field("c", SecretSource::Env)];
+        let mut a = request("a", json!({}));
+        a.data_from = vec![env_field("b_c", SecretSource::Env)];
+        let errors = validate_spec(&self_init(vec![ab.clone(), a.clone()]));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].field, "spec.selfInit.requests[0].name");
+        assert!(
+            errors[0].message.contains("\"a-b\"")
+                && errors[0].message.contains("\"b_c\"")
+                && errors[0].message.contains("rename"),
+            "{}",
+            errors[0]
+        );
+        // A File source uses no variable, on either side.
+        a.data_from[0].source = SecretSource::File;
+        assert!(fields(&self_init(vec![ab.clone(), a.clone()])).is_empty());
+        a.data_from[0].source = SecretSource::Env;
+        ab.data_from[0].source = SecretSource::File;
+        assert!(fields(&self_init(vec![ab.clone(), a.clone()])).is_empty());
+        ab.data_from[0].source = SecretSource::Env;
+        // Fields without '_' cannot reach into another request's variables.
+        a.data_from = vec![env_field("password", SecretSource::Env)];
+        assert!(fields(&self_init(vec![ab.clone(), a.clone()])).is_empty());
+        // A name that extends another without '-' never collides with it.
+        a.data_from = vec![env_field("b_c", SecretSource::Env)];
+        let mut longer = request("ab", json!({}));
+        longer.data_from = vec![env_field("c", SecretSource::Env)];
+        assert!(fields(&self_init(vec![longer, a])).is_empty());
+        // Within a request: fields that differ only in case.
+        let mut one = request("one", json!({}));
+        one.data_from = vec![
+            env_field("password", SecretSource::Env),
+            env_field("PASSWORD", SecretSource::Env),
+        ];
+        let errors = validate_spec(&self_init(vec![one.clone()]));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            errors[0].field,
+            "spec.selfInit.requests[0].dataFrom[1].field"
+        );
+        assert!(
+            errors[0].message.contains("BAO_SELF_INIT_ONE_PASSWORD"),
+            "{}",
+            errors[0]
+        );
+        one.data_from[1].source = SecretSource::File;
+        assert!(fields(&self_init(vec![one])).is_empty());
+    }
+
+    #[test]
+    fn audit_file_paths_stay_in_the_audit_folder_and_prefixes_are_refused() {
+        let mut spec = OpenBaoClusterSpec::with_version("2.7.2");
+        let mut file = audit(AuditType::File, "file");
+        file.file = Some(FileAudit {
+            file_path: "/openbao/audit/../../etc/passwd".into(),
+            mode: None,
+        });
+        let mut prefixed = audit(AuditType::Syslog, "syslog");
+        prefixed.prefix = Some("bao:".into());
+        spec.configuration.audit = vec![file, prefixed];
+        let errors = validate_spec(&spec);
+        assert_eq!(
+            errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>(),
+            [
+                "spec.configuration.audit[0].file.filePath",
+                "spec.configuration.audit[1].prefix"
+            ]
+        );
+        assert!(errors[0].message.contains("'..'"), "{}", errors[0]);
+        assert!(errors[1].message.contains("remove prefix"), "{}", errors[1]);
+        for (path, ok) in [
+            ("/openbao/audit/..", false),
+            ("/var/log/audit.log", false),
+            ("/openbao/audit/", false),
+            ("stdout", true),
+            ("discard", true),
+            ("/openbao/audit/audit.log", true),
+        ] {
+            spec.configuration.audit = vec![audit(AuditType::File, "file")];
+            spec.configuration.audit[0].file = Some(FileAudit {
+                file_path: path.into(),
+                mode: None,
+            });
+            assert_eq!(fields(&spec).is_empty(), ok, "{path}");
+        }
     }
 
     #[test]

@@ -22,6 +22,9 @@ fn expected(identity: Identity) -> Vec<(&'static str, Vec<&'static str>)> {
                 vec!["read", "update"],
             ),
             ("sys/storage/raft/autopilot/state", vec!["read"]),
+            // Its own role's audience only; see
+            // the_controller_may_only_move_its_own_role_to_a_per_cluster_audience.
+            ("auth/jwt/role/openbao-operator", vec!["update"]),
         ],
         Identity::Backup => vec![("sys/storage/raft/snapshot", vec!["read"])],
         Identity::Restore => vec![("sys/storage/raft/snapshot-force", vec!["update"])],
@@ -152,12 +155,65 @@ fn only_the_restore_policy_touches_snapshot_force() {
     }
 }
 
+/// The one write the controller may make to OpenBao's auth configuration:
+/// `bound_audiences` of its own role, to a single per-cluster audience.
+/// Anything else (token_policies, bound_subject, a comma-separated list
+/// that would re-admit openbao-internal, creating a deleted role) stays
+/// denied. Proven against a real OpenBao in
+/// bins/controller/tests/per_cluster_tokens.rs.
+#[test]
+fn the_controller_may_only_move_its_own_role_to_a_per_cluster_audience() {
+    let auth_rules: Vec<(Identity, PathRule)> = Identity::ALL
+        .iter()
+        .flat_map(|i| rules(*i).into_iter().map(move |r| (*i, r)))
+        .filter(|(_, r)| r.path.starts_with("auth/") || r.path.starts_with("sys/auth"))
+        .collect();
+    assert_eq!(auth_rules.len(), 1, "{auth_rules:?}");
+    let (identity, rule) = &auth_rules[0];
+    assert_eq!(*identity, Identity::Controller);
+    assert_eq!(rule.capabilities, ["update"], "update only: no create");
+    assert_eq!(rule.required_parameters, ["bound_audiences"]);
+    assert_eq!(
+        rule.allowed_parameters.keys().collect::<Vec<_>>(),
+        ["bound_audiences", "role_type"]
+    );
+    assert_eq!(rule.allowed_parameters["role_type"], ["jwt"]);
+    assert_eq!(
+        rule.allowed_parameters["bound_audiences"],
+        [format!(
+            "{}*",
+            lifecycle_types::identities::CONTROLLER_AUDIENCE_PREFIX
+        )]
+    );
+    assert_eq!(rule.denied_parameters["bound_audiences"], ["*,*"]);
+    // No other rule anywhere restricts or widens parameters.
+    for identity in Identity::ALL {
+        for other in rules(identity) {
+            if other.path != rule.path {
+                assert!(
+                    other.allowed_parameters.is_empty()
+                        && other.denied_parameters.is_empty()
+                        && other.required_parameters.is_empty(),
+                    "policies/{}: {}",
+                    identity.policy_file(),
+                    other.path
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn jwt_roles_bind_audience_and_subject() {
     let roles = lifecycle_types::identities::jwt_roles().unwrap();
     assert_eq!(roles.len(), 5);
     for role in roles {
-        assert_eq!(role.bound_audiences, ["openbao-internal"], "{}", role.name);
+        let expected_audience = if role.identity == Identity::Controller.key() {
+            lifecycle_types::identities::controller_audience("{namespace}", "{cluster}", "{uid}")
+        } else {
+            "openbao-internal".to_owned()
+        };
+        assert_eq!(role.bound_audiences, [expected_audience], "{}", role.name);
         assert_eq!(role.user_claim, "sub", "{}", role.name);
         assert!(
             role.bound_subject.starts_with("system:serviceaccount:"),

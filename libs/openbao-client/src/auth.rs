@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::client::{Client, Token};
+use crate::client::{Client, Replay, Token};
 use crate::error::{Error, Result};
 use crate::sys::required;
 
@@ -31,6 +31,12 @@ impl fmt::Debug for Credential {
 }
 
 impl Credential {
+    /// A credential held in memory, e.g. a token just minted through the
+    /// Kubernetes TokenRequest API, so it never touches the disk.
+    pub fn value(value: impl Into<String>) -> Self {
+        Credential::Value(SecretString::from(value.into()))
+    }
+
     async fn load(&self, what: &'static str) -> Result<SecretString> {
         match self {
             Credential::Value(value) => Ok(value.clone()),
@@ -245,7 +251,7 @@ impl Client {
         // blindly (a one-use secret_id would be burnt by a retry).
         let timeout = self.timeout();
         let response = anonymous
-            .send(&path, false, || {
+            .send(&path, Replay::IfNotApplied, || {
                 Ok(anonymous
                     .request(Method::POST, &path)?
                     .timeout(timeout)

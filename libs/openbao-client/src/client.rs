@@ -69,11 +69,30 @@ impl RetryPolicy {
     }
 }
 
+/// When a failed call may be sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replay {
+    /// After any transient failure (reads).
+    Idempotent,
+    /// Only when the server provably did not act on it: a standby's 307,
+    /// which is never followed (it would carry the token to whatever host
+    /// the `Location` names). Writes and logins with a rebuildable body.
+    IfNotApplied,
+    /// Never (a consumed body, or a call whose repetition changes meaning).
+    Never,
+}
+
 /// Where and how to connect.
 #[derive(Clone)]
 pub struct ClientConfig {
     /// For example `https://openbao-0.openbao-internal.ns.svc:8200`.
     pub address: Url,
+    /// Plain `http://` addresses are accepted: TLS is disabled, for a
+    /// development server only. [`ClientConfig::new`] sets it when given an
+    /// `http://` address (the caller chose plain HTTP); a client for an
+    /// `https://` address then never moves to an `http://` one (see
+    /// [`Client::with_address`] and [`crate::Leader::leader_url`]).
+    pub allow_http: bool,
     /// PEM bundle of the CAs to trust; the system roots when `None`.
     pub ca_pem: Option<String>,
     /// Name to verify the server certificate against (and send as SNI) when
@@ -97,6 +116,7 @@ impl fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientConfig")
             .field("address", &self.address.as_str())
+            .field("allow_http", &self.allow_http)
             .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<pem>"))
             .field("tls_server_name", &self.tls_server_name)
             .field(
@@ -117,6 +137,7 @@ impl ClientConfig {
             ))
         })?;
         Ok(Self {
+            allow_http: address.scheme() == "http",
             address,
             ca_pem: None,
             tls_server_name: None,
@@ -158,6 +179,28 @@ impl ClientConfig {
         self.timeout = timeout;
         self
     }
+
+    /// Accept (or refuse) plain `http://` addresses; see [`Self::allow_http`].
+    pub fn with_allow_http(mut self, allow: bool) -> Self {
+        self.allow_http = allow;
+        self
+    }
+}
+
+/// Refuses an `http://` address unless plain HTTP is allowed: every call
+/// may carry a token, which must not cross the network in plain text.
+pub(crate) fn check_scheme(address: &Url, allow_http: bool, what: &str) -> Result<()> {
+    match address.scheme() {
+        "https" => Ok(()),
+        "http" if allow_http => Ok(()),
+        "http" => Err(Error::Config(format!(
+            "{what} {} is http:// and a token would cross the network in plain text; use https:// (TLS), or allow plain HTTP explicitly for a development server without TLS",
+            address.as_str()
+        ))),
+        scheme => Err(Error::Config(format!(
+            "{what} scheme {scheme:?} is not supported; use https:// (or http:// for a development server without TLS)"
+        ))),
+    }
 }
 
 /// A connection to one OpenBao address, optionally carrying a token.
@@ -185,14 +228,13 @@ impl fmt::Debug for Client {
 
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Self> {
-        let scheme = config.address.scheme();
-        if scheme != "https" && scheme != "http" {
-            return Err(Error::Config(format!(
-                "address scheme {scheme:?} is not supported; use https:// (or http:// for a test server)"
-            )));
-        }
+        check_scheme(&config.address, config.allow_http, "address")?;
         let mut base = config.address.clone();
         let mut builder = reqwest::Client::builder()
+            // Never follow a redirect: reqwest would resend the X-Vault-Token
+            // header to whatever host the Location names. A standby's 307 is
+            // answered in `send_once` instead.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
             .use_preconfigured_tls(tls_config(&config)?);
@@ -238,17 +280,37 @@ impl Client {
         }
     }
 
-    /// The same settings and token, pointed at another node.
+    /// The same settings and token, pointed at another node. The
+    /// connection pool and TLS setup are shared (no trust store is read
+    /// again), unless a fixed TLS server name ties the client to one address.
     pub fn with_address(&self, address: Url) -> Result<Self> {
+        // A client for an https:// address never moves to plain HTTP unless
+        // its configuration allows plain HTTP.
+        check_scheme(&address, self.inner.config.allow_http, "address")?;
         let mut config = self.inner.config.clone();
         config.address = address;
-        let mut client = Self::new(config)?;
-        client.token = self.token.clone();
-        Ok(client)
+        if config.tls_server_name.is_some() {
+            let mut client = Self::new(config)?;
+            client.token = self.token.clone();
+            return Ok(client);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http: self.inner.http.clone(),
+                base: config.address.clone(),
+                config,
+            }),
+            token: self.token.clone(),
+        })
     }
 
     pub fn address(&self) -> &Url {
         &self.inner.config.address
+    }
+
+    /// Whether this client may talk plain HTTP (see [`ClientConfig::allow_http`]).
+    pub fn allows_http(&self) -> bool {
+        self.inner.config.allow_http
     }
 
     pub fn token(&self) -> Option<&Token> {
@@ -272,62 +334,79 @@ impl Client {
     }
 
     /// Sends a request built by `build` and returns the successful answer;
-    /// retries transient failures when `idempotent`.
+    /// sends it again as `replay` allows.
     pub(crate) async fn send(
         &self,
         path: &str,
-        idempotent: bool,
+        replay: Replay,
         mut build: impl FnMut() -> Result<reqwest::RequestBuilder>,
     ) -> Result<reqwest::Response> {
         let policy = &self.inner.config.retry;
-        let attempts = if idempotent {
-            policy.attempts.max(1)
-        } else {
-            1
+        let attempts = match replay {
+            Replay::Never => 1,
+            Replay::Idempotent | Replay::IfNotApplied => policy.attempts.max(1),
         };
         let mut attempt = 1;
         loop {
-            let result = self.send_once(path, build()?).await;
-            match result {
-                Err(e) if attempt < attempts && e.is_transient() => {
-                    tracing::debug!(path, attempt, error = %e, "retrying OpenBao call");
-                    tokio::time::sleep(policy.backoff(attempt)).await;
-                    attempt += 1;
-                }
-                other => return other,
+            let (error, not_applied) = match self.send_once(path, build()?).await {
+                Ok(response) => return Ok(response),
+                Err(failed) => failed,
+            };
+            let again = attempt < attempts
+                && match replay {
+                    Replay::Idempotent => error.is_transient(),
+                    Replay::IfNotApplied => not_applied,
+                    Replay::Never => false,
+                };
+            if !again {
+                return Err(error);
             }
+            tracing::debug!(path, attempt, error = %error, "retrying OpenBao call");
+            tokio::time::sleep(policy.backoff(attempt)).await;
+            attempt += 1;
         }
     }
 
+    /// One try. A failure comes with whether the server provably did not
+    /// act on the request (a redirect), so that even a write may be sent again.
     async fn send_once(
         &self,
         path: &str,
         request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response> {
-        let response = request.send().await.map_err(|source| Error::Transport {
-            path: path.to_owned(),
-            source: source.without_url(),
+    ) -> Result<reqwest::Response, (Error, bool)> {
+        let response = request.send().await.map_err(|source| {
+            let error = Error::Transport {
+                path: path.to_owned(),
+                source: source.without_url(),
+            };
+            (error, false)
         })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
-        if status == StatusCode::TEMPORARY_REDIRECT {
-            // A standby redirects what it cannot forward (e.g. a streamed
-            // snapshot-force body, which cannot be replayed).
+        if status.is_redirection() {
+            // A standby redirects what it cannot forward (a streamed
+            // snapshot-force body, a call during an election). The redirect
+            // is never followed: the token stays with the address this
+            // client was made for. The caller finds the active node itself.
             let location = response
                 .headers()
                 .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("the active node")
                 .to_owned();
-            return Err(Error::Standby {
+            let error = Error::Standby {
                 path: path.to_owned(),
-                message: format!("redirected to {location}; send this call to the active node"),
-            });
+                message: format!(
+                    "answered {} to {location} (not followed); send this call to the active node",
+                    status.as_u16()
+                ),
+            };
+            return Err((error, true));
         }
         let body = response.bytes().await.unwrap_or_default();
-        Err(Error::from_response(path, status, &body))
+        Err((Error::from_response(path, status, &body), false))
     }
 
     /// Calls `path` and decodes the JSON answer. `None` for 204.
@@ -339,9 +418,14 @@ impl Client {
     ) -> Result<Option<T>> {
         let idempotent = matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
             || method.as_str() == "LIST";
+        let replay = if idempotent {
+            Replay::Idempotent
+        } else {
+            Replay::IfNotApplied
+        };
         let timeout = self.inner.config.timeout;
         let response = self
-            .send(path, idempotent, || {
+            .send(path, replay, || {
                 let mut request = self.request(method.clone(), path)?.timeout(timeout);
                 if let Some(body) = body {
                     request = request.json(body);
@@ -493,6 +577,39 @@ mod tests {
         config.ca_pem = Some("garbage".into());
         let err = Client::new(config).unwrap_err().to_string();
         assert!(err.contains("CA bundle"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_is_only_used_when_chosen() {
+        // An http:// address is an explicit choice of plain HTTP.
+        let http = ClientConfig::new("http://127.0.0.1:8200").unwrap();
+        assert!(http.allow_http);
+        assert!(Client::new(http.clone()).unwrap().allows_http());
+        let err = Client::new(http.with_allow_http(false))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("https://") && err.contains("plain text"),
+            "{err}"
+        );
+        // An https:// client never moves to plain HTTP.
+        let https = Client::new(ClientConfig::new("https://127.0.0.1:8200").unwrap())
+            .unwrap()
+            .with_token(Token::new("s.supersecretvalue"));
+        assert!(!https.allows_http());
+        let err = https
+            .with_address("http://10.0.0.2:8200".parse().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http://10.0.0.2:8200"), "{err}");
+        assert!(!err.contains("supersecret"), "{err}");
+        assert!(
+            https
+                .with_address("https://10.0.0.2:8200".parse().unwrap())
+                .is_ok()
+        );
+        let err = Client::new(ClientConfig::new("ftp://x").unwrap()).unwrap_err();
+        assert!(err.to_string().contains("not supported"), "{err}");
     }
 
     #[test]

@@ -60,6 +60,11 @@ pub enum Error {
     #[error("invalid OpenBao client configuration: {0}")]
     Config(String),
 
+    /// A credential could not be obtained from its issuer (for example a
+    /// Kubernetes TokenRequest that was refused); `message` says what to fix.
+    #[error("cannot obtain {what}: {message}")]
+    CredentialUnavailable { what: String, message: String },
+
     /// A credential file could not be read.
     #[error("cannot read {what} from {path}: {source}")]
     CredentialFile {
@@ -87,6 +92,7 @@ impl Error {
             Error::Decode { .. } => "UnexpectedResponse",
             Error::Config(_) => "InvalidConfiguration",
             Error::CredentialFile { .. } => "CredentialUnreadable",
+            Error::CredentialUnavailable { .. } => "CredentialUnavailable",
         }
     }
 

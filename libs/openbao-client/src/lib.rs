@@ -2,7 +2,12 @@
 //! the operator. It knows nothing of Kubernetes.
 //!
 //! - [`Client`]: one address, TLS settings, optional token; retries
-//!   idempotent calls on transient failures.
+//!   idempotent calls on transient failures. It never follows a redirect
+//!   (the token would go to whatever host the `Location` names): a
+//!   standby's 307 is an [`Error::Standby`], and a call it redirected, which
+//!   the server did not act on, is tried again. A client made for an
+//!   `https://` address never moves to an `http://` one, including the
+//!   leader address `sys/leader` reports ([`Leader::leader_url`]).
 //! - Node status and operations: [`Client::health`], [`Client::seal_status`],
 //!   [`Client::leader`], [`Client::init`], [`Client::step_down`].
 //! - Raft: configuration, join, remove-peer, promote, demote, autopilot, and

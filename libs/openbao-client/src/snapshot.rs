@@ -4,7 +4,7 @@ use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
 use reqwest::Method;
 
-use crate::client::Client;
+use crate::client::{Client, Replay};
 use crate::error::{Error, Result};
 
 const SNAPSHOT: &str = "sys/storage/raft/snapshot";
@@ -16,7 +16,9 @@ impl Client {
     /// mid-stream surface as stream items. Not retried once bytes flow.
     pub async fn snapshot(&self) -> Result<impl Stream<Item = Result<Bytes>> + Send + 'static> {
         let response = self
-            .send(SNAPSHOT, true, || self.request(Method::GET, SNAPSHOT))
+            .send(SNAPSHOT, Replay::Idempotent, || {
+                self.request(Method::GET, SNAPSHOT)
+            })
             .await?;
         Ok(response.bytes_stream().map_err(|source| Error::Transport {
             path: SNAPSHOT.to_owned(),
@@ -38,7 +40,7 @@ impl Client {
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(reqwest::Body::wrap_stream(body));
         let mut once = Some(request);
-        self.send(SNAPSHOT_FORCE, false, || {
+        self.send(SNAPSHOT_FORCE, Replay::Never, || {
             once.take()
                 .ok_or_else(|| Error::Config("snapshot-force body already sent".into()))
         })

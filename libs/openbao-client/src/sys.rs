@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::client::{Client, decode};
+use crate::client::{Client, Replay, check_scheme, decode};
 use crate::error::{Error, Result};
 
 /// What `sys/health` says about one node, from its status code.
@@ -121,6 +121,25 @@ pub struct Leader {
     pub raft_applied_index: Option<u64>,
 }
 
+impl Leader {
+    /// The active node's API address as a URL, or `None` while no leader is
+    /// elected. A caller sends its token there next, so an `http://` address
+    /// is refused unless `allow_http` (TLS explicitly disabled for
+    /// development): a node must not be able to move the caller to plain
+    /// text. Pass [`Client::allows_http`] of the client that asked.
+    pub fn leader_url(&self, allow_http: bool) -> Result<Option<url::Url>> {
+        let Some(address) = self.leader_address.as_deref().filter(|a| !a.is_empty()) else {
+            return Ok(None);
+        };
+        let url = url::Url::parse(address).map_err(|e| Error::Decode {
+            path: "sys/leader".into(),
+            message: format!("leader_address {address:?} is not a URL: {e}"),
+        })?;
+        check_scheme(&url, allow_http, "leader address (from sys/leader)")?;
+        Ok(Some(url))
+    }
+}
+
 /// Parameters of `sys/init`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct InitRequest {
@@ -198,7 +217,7 @@ impl Client {
         let path = "sys/init";
         let body = serde_json::to_value(request).map_err(|e| Error::Config(e.to_string()))?;
         let response = self
-            .send(path, false, || {
+            .send(path, Replay::IfNotApplied, || {
                 Ok(self.request(Method::PUT, path)?.json(&body))
             })
             .await?;
@@ -209,7 +228,7 @@ impl Client {
     /// standbys. Not retried: a retry could depose the new leader too.
     pub async fn step_down(&self) -> Result<()> {
         let path = "sys/step-down";
-        self.send(path, false, || self.request(Method::PUT, path))
+        self.send(path, Replay::Never, || self.request(Method::PUT, path))
             .await
             .map(drop)
     }
@@ -246,6 +265,37 @@ mod tests {
         }
         assert!(HealthState::Standby.is_unsealed_member());
         assert!(!HealthState::Sealed.is_unsealed_member());
+    }
+
+    #[test]
+    fn leader_addresses_are_https_unless_plain_http_is_allowed() {
+        let leader = |address: &str| Leader {
+            leader_address: Some(address.into()),
+            ..Leader::default()
+        };
+        assert_eq!(
+            leader("https://10.0.0.2:8200").leader_url(false).unwrap(),
+            Some("https://10.0.0.2:8200".parse().unwrap())
+        );
+        let err = leader("http://10.0.0.2:8200")
+            .leader_url(false)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Config(_)) && err.to_string().contains("http://10.0.0.2:8200"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("use https://"), "{err}");
+        assert_eq!(
+            leader("http://10.0.0.2:8200").leader_url(true).unwrap(),
+            Some("http://10.0.0.2:8200".parse().unwrap())
+        );
+        assert!(leader("ftp://x").leader_url(true).is_err());
+        assert!(matches!(
+            leader("not a url").leader_url(true),
+            Err(Error::Decode { .. })
+        ));
+        assert_eq!(leader("").leader_url(false).unwrap(), None);
+        assert_eq!(Leader::default().leader_url(false).unwrap(), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The per-identity authorization split, proven against real OpenBao Raft
 //! clusters: every identity logs in with its own JWT role using a token the
-//! real kube-apiserver minted (audience `openbao-internal`), then calls every
+//! real kube-apiserver minted (audience `openbao-internal`, the controller's
+//! per-cluster audience for the controller), then calls every
 //! privileged endpoint. Each cell must be allowed exactly when the identity's
 //! policy files grant it, and a denial must surface as a typed error.
 
@@ -12,11 +13,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream;
-use lifecycle_types::identities::{Identity, JwtRole, SubjectVars, jwt_roles};
+use lifecycle_types::identities::{Identity, JwtRole, SubjectVars, controller_audience, jwt_roles};
 use openbao_client::raft::{AutopilotConfig, JoinRequest};
 use openbao_client::{Client, ClientConfig, Credential, Error, Login};
 use secrecy::SecretString;
-use test_support::identities::JWT_MOUNT;
+use test_support::identities::{JWT_MOUNT, TEST_CLUSTER_UID};
 use test_support::{BaoCluster, BaoClusterOptions, ControlPlane};
 
 const AUDIENCE: &str = "openbao-internal";
@@ -115,6 +116,14 @@ const ENDPOINTS: &[Endpoint] = &[
         needs: &["read"],
         unauthenticated: false,
     },
+    // The controller may move its own role to its per-cluster audience;
+    // the call writes the audience the role already has.
+    Endpoint {
+        name: "controller-role-audience",
+        path: "auth/jwt/role/openbao-operator",
+        needs: &["update"],
+        unauthenticated: false,
+    },
     // Last: a granted step-down changes the leader.
     Endpoint {
         name: "step-down",
@@ -179,6 +188,13 @@ async fn call(client: &Client, endpoint: &Endpoint, leader_addr: &str) -> (Outco
         "promote" => client.raft_promote("no-such-node").await,
         "demote" => client.raft_demote("no-such-node").await,
         "read-secret" => client.read("secret/data/app").await.map(drop),
+        "controller-role-audience" => client
+            .write(
+                "auth/jwt/role/openbao-operator",
+                &serde_json::json!({"role_type": "jwt", "bound_audiences": controller_audience_for_tests()}),
+            )
+            .await
+            .map(drop),
         "step-down" => client.step_down().await,
         other => panic!("unknown endpoint {other}"),
     };
@@ -186,6 +202,20 @@ async fn call(client: &Client, endpoint: &Endpoint, leader_addr: &str) -> (Outco
         Err(Error::PermissionDenied { message, .. }) => (Outcome::Denied, message),
         Err(other) => (Outcome::Allowed, other.to_string()),
         Ok(()) => (Outcome::Allowed, "ok".to_owned()),
+    }
+}
+
+/// The audience the controller's role is bound to in these clusters.
+fn controller_audience_for_tests() -> String {
+    controller_audience(VARS.namespace, VARS.cluster, TEST_CLUSTER_UID)
+}
+
+/// The audience a role's tokens are minted with here.
+fn audience_of(role: &JwtRole) -> String {
+    if role.identity == Identity::Controller.key() {
+        controller_audience_for_tests()
+    } else {
+        AUDIENCE.to_owned()
     }
 }
 
@@ -277,9 +307,16 @@ async fn matrix(version: &str) {
     let mut mismatches = Vec::new();
     for role in jwt_roles().unwrap() {
         let (namespace, name) = service_account(&role);
-        let client = login(&bao, &plane, &role.name, &namespace, &name, AUDIENCE)
-            .await
-            .unwrap();
+        let client = login(
+            &bao,
+            &plane,
+            &role.name,
+            &namespace,
+            &name,
+            &audience_of(&role),
+        )
+        .await
+        .unwrap();
         let info = client.lookup_self().await.unwrap();
         let policies: BTreeSet<_> = info.policies.iter().cloned().collect();
         for policy in &role.token_policies {

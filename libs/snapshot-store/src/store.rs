@@ -13,7 +13,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::layout::{BackupName, MANIFEST_EXT, SNAPSHOT_EXT, manifest_path};
-use crate::manifest::Manifest;
+use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use crate::retention::Listed;
 
 /// Failures of the storage side.
@@ -32,6 +32,10 @@ pub enum StoreError {
         "manifest {path} is not valid JSON of the expected shape: {reason}; it was not written by this tool or is damaged"
     )]
     BadManifest { path: String, reason: String },
+    #[error(
+        "manifest {path} is larger than {limit} bytes, far more than a manifest this tool writes; it was not written by this tool or is damaged, so it is not read"
+    )]
+    ManifestTooLarge { path: String, limit: u64 },
 }
 
 impl StoreError {
@@ -41,6 +45,14 @@ impl StoreError {
             path: path.to_string(),
             source,
         }
+    }
+
+    /// The manifest exists but cannot be trusted (not ours, damaged or oversized).
+    pub fn is_bad_manifest(&self) -> bool {
+        matches!(
+            self,
+            StoreError::BadManifest { .. } | StoreError::ManifestTooLarge { .. }
+        )
     }
 
     /// The object does not exist.
@@ -155,16 +167,35 @@ impl Destination {
         })
     }
 
-    /// Reads and parses a manifest.
+    /// Reads and parses a manifest. One larger than [`MAX_MANIFEST_BYTES`]
+    /// is refused before it is parsed (or read whole): whoever can write to
+    /// the bucket must not make the restore hold or parse an object of any size.
     pub async fn read_manifest(&self, path: &Path) -> Result<Manifest, StoreError> {
-        let bytes = self
+        let too_large = || StoreError::ManifestTooLarge {
+            path: path.to_string(),
+            limit: MAX_MANIFEST_BYTES,
+        };
+        let result = self
             .store
             .get(path)
             .await
-            .map_err(|e| StoreError::object("get", path, e))?
-            .bytes()
+            .map_err(|e| StoreError::object("get", path, e))?;
+        if result.meta.size > MAX_MANIFEST_BYTES {
+            return Err(too_large());
+        }
+        // The listed size is the store's word; count the bytes as they come too.
+        let mut bytes = Vec::with_capacity(usize::try_from(result.meta.size).unwrap_or(0));
+        let mut stream = result.into_stream();
+        while let Some(chunk) = stream
+            .try_next()
             .await
-            .map_err(|e| StoreError::object("read", path, e))?;
+            .map_err(|e| StoreError::object("read", path, e))?
+        {
+            if (bytes.len() + chunk.len()) as u64 > MAX_MANIFEST_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         Manifest::from_json(&bytes).map_err(|e| StoreError::BadManifest {
             path: path.to_string(),
             reason: e.to_string(),
@@ -216,5 +247,50 @@ impl Destination {
             })
             .collect();
         Ok((good, orphans))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::PutPayload;
+
+    async fn local() -> (tempfile::TempDir, Destination) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let destination = Destination::open(&url, &DestinationOptions::default()).unwrap();
+        (dir, destination)
+    }
+
+    #[tokio::test]
+    async fn an_oversized_manifest_is_refused_before_it_is_parsed() {
+        let (_dir, destination) = local().await;
+        let path = Path::from("ns/c/20261125T210000Z-x.json");
+        // Valid JSON of the right shape, padded past the limit with spaces:
+        // only the size can make it fail.
+        let mut json = crate::manifest::tests::sample().to_json();
+        json.resize(MAX_MANIFEST_BYTES as usize + 1, b' ');
+        destination
+            .store
+            .put(&path, PutPayload::from(json.clone()))
+            .await
+            .unwrap();
+        let err = destination.read_manifest(&path).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::ManifestTooLarge { .. }) && err.is_bad_manifest(),
+            "{err}"
+        );
+        assert!(err.to_string().contains("65536"), "{err}");
+        // At the limit it is read.
+        json.truncate(MAX_MANIFEST_BYTES as usize);
+        destination
+            .store
+            .put(&path, PutPayload::from(json))
+            .await
+            .unwrap();
+        assert_eq!(
+            destination.read_manifest(&path).await.unwrap(),
+            crate::manifest::tests::sample()
+        );
     }
 }

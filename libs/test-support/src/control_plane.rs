@@ -174,6 +174,11 @@ impl ControlPlane {
         client_from(&self.kubeconfig_path).await
     }
 
+    /// The admin's client configuration.
+    pub async fn config(&self) -> anyhow::Result<kube::Config> {
+        config_from(&self.kubeconfig_path).await
+    }
+
     /// Files of this environment (logs, certificates, kubeconfigs).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -254,13 +259,17 @@ impl PartialPlane {
 
 /// A client from a kubeconfig file.
 pub async fn client_from(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(config_from(kubeconfig).await?)?)
+}
+
+/// The client configuration in a kubeconfig file.
+pub async fn config_from(kubeconfig: &Path) -> anyhow::Result<kube::Config> {
     crate::install_crypto_provider();
-    let config = kube::Config::from_custom_kubeconfig(
+    Ok(kube::Config::from_custom_kubeconfig(
         Kubeconfig::read_from(kubeconfig)?,
         &KubeConfigOptions::default(),
     )
-    .await?;
-    Ok(kube::Client::try_from(config)?)
+    .await?)
 }
 
 fn args(pairs: &[(&str, &str)]) -> Vec<String> {

@@ -12,7 +12,29 @@ use kube::discovery::ApiResource;
 use crate::ControlPlane;
 use crate::wait::poll_until;
 
+/// The fixed ClusterRole the controller binds to each cluster's pods
+/// (shipped in `manifests/base`).
+const OPENBAO_PODS_CLUSTER_ROLE: &str =
+    include_str!("../../../manifests/base/openbao-pods-cluster-role.yaml");
+
 impl ControlPlane {
+    /// What the install manifests provide that a controller running in a
+    /// test (as the admin, outside the install) needs: the pods'
+    /// ClusterRole its RoleBindings reference.
+    pub async fn install_operator_roles(&self) -> anyhow::Result<()> {
+        let role: k8s_openapi::api::rbac::v1::ClusterRole =
+            serde_yaml_ng::from_str(OPENBAO_PODS_CLUSTER_ROLE)?;
+        let name = role.metadata.name.clone().unwrap_or_default();
+        Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(self.client().await?)
+            .patch(
+                &name,
+                &PatchParams::apply("test-support").force(),
+                &Patch::Apply(&role),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Applies every CRD of `lifecycle_types` and waits until each is
     /// established (served).
     pub async fn install_crds(&self) -> anyhow::Result<()> {

@@ -18,6 +18,10 @@ use crate::{BaoCluster, ControlPlane};
 /// Mount path of the JWT auth method in tests.
 pub const JWT_MOUNT: &str = "jwt";
 
+/// The metadata.uid [`BaoCluster::install_operator_identities`] binds the
+/// controller's role to (its audience names the cluster's uid).
+pub const TEST_CLUSTER_UID: &str = "00000000-0000-4000-8000-00000000c1a5";
+
 impl ControlPlane {
     /// Lets anonymous clients (OpenBao) read the issuer's discovery document
     /// and JWKS, which Kubernetes only grants to service accounts by default.
@@ -83,11 +87,27 @@ impl ControlPlane {
 
 impl BaoCluster {
     /// Enables JWT auth at [`JWT_MOUNT`], trusting `plane`'s issuer through
-    /// its discovery document, and installs every policy and JWT role.
+    /// its discovery document, and installs every policy and JWT role: the
+    /// controller's bound to its audience for the cluster `vars` names
+    /// with uid [`TEST_CLUSTER_UID`], the Jobs' to `openbao-internal`.
     pub async fn install_operator_identities(
         &self,
         plane: &ControlPlane,
         vars: &SubjectVars<'_>,
+    ) -> anyhow::Result<()> {
+        self.install_operator_identities_for(plane, vars, TEST_CLUSTER_UID, "openbao-internal")
+            .await
+    }
+
+    /// [`Self::install_operator_identities`] for the cluster with `uid`,
+    /// the Jobs' roles bound to `jobs_audience` (as self-init renders them
+    /// for `spec.selfInit.oidc.audience`).
+    pub async fn install_operator_identities_for(
+        &self,
+        plane: &ControlPlane,
+        vars: &SubjectVars<'_>,
+        uid: &str,
+        jobs_audience: &str,
     ) -> anyhow::Result<()> {
         plane.allow_anonymous_issuer_discovery().await?;
         let leader = self.leader().await?;
@@ -119,11 +139,13 @@ impl BaoCluster {
             .await?;
         }
         for role in jwt_roles()? {
+            let mut body = role.request_body(vars);
+            body["bound_audiences"] = json!(role.audiences(vars, uid, jobs_audience));
             self.expect_ok(
                 leader,
                 Method::POST,
                 &format!("auth/{JWT_MOUNT}/role/{}", role.name),
-                role.request_body(vars),
+                body,
             )
             .await?;
         }

@@ -8,54 +8,60 @@
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
+use lifecycle_types::events::{actions, reasons};
 use lifecycle_types::{OpenBaoCluster, names};
 use openbao_client::{HealthState, InitRequest, Token};
 
-use super::secrets::{Material, secret_text};
+use super::dereference::secret_text;
+use super::snapshot::Snapshot;
 use super::{ReconcileError, event};
 use crate::context::Context;
-use crate::reconcile::observe::address;
+use crate::openbao::ClusterConnection;
 use crate::render::self_init::{KubeCa, operator_requests};
-use crate::status::{InitView, Observation};
+use crate::status::InitView;
 
-/// Advances initialization; true while it is still in progress.
+/// Advances initialization: how it stands, and whether it is still in
+/// progress (look again soon).
 pub async fn step(
     cluster: &OpenBaoCluster,
     ctx: &Context,
-    material: &Material,
-    seen: &mut Observation,
-) -> Result<bool, ReconcileError> {
-    let name = cluster.name_any();
-    let Some(pod) = seen.pods.first().cloned() else {
-        return Ok(true);
+    connection: Option<&ClusterConnection>,
+    snapshot: &Snapshot,
+) -> Result<(InitView, bool), ReconcileError> {
+    let name = &snapshot.name;
+    let Some(pod) = snapshot.openbao.pods.first().cloned() else {
+        return Ok((
+            InitView::Waiting("waiting for the StatefulSet's first pod".into()),
+            true,
+        ));
     };
     let self_init = cluster.spec.self_init.enabled;
-    seen.init = match pod.health {
-        None => InitView::Waiting(format!(
+    let init = match (pod.health, connection) {
+        (None, _) | (_, None) => InitView::Waiting(format!(
             "waiting for the bootstrap pod {} to answer",
             pod.name
         )),
-        Some(HealthState::Uninitialized) if self_init => {
+        (Some(HealthState::Uninitialized), _) if self_init => {
             if pod.restarts > 0 {
                 InitView::Failed(format!(
                     "the bootstrap pod {} restarted before self-init finished: a self-init request failed and OpenBao refuses to start on that storage again. Read the pod's log, fix spec.selfInit.requests, then delete PersistentVolumeClaim data-{}-0 and the pod to start over",
                     pod.name,
-                    names::statefulset(&name)
+                    names::statefulset(name)
                 ))
             } else {
                 InitView::Waiting(format!("self-init is running on {}", pod.name))
             }
         }
-        Some(HealthState::Uninitialized) => {
-            operator_init(cluster, ctx, material, &pod.name).await?;
+        (Some(HealthState::Uninitialized), Some(connection)) => {
+            operator_init(cluster, ctx, connection, &pod.name).await?;
             InitView::Waiting(format!(
                 "initialized {} through sys/init; waiting for it to unseal",
                 pod.name
             ))
         }
-        Some(HealthState::Active) if self_init => InitView::Done { by_operator: false },
-        Some(HealthState::Active) => {
-            match operator_bootstrap(cluster, ctx, material, &pod.name).await {
+        (Some(HealthState::Active), _) if self_init => InitView::Done { by_operator: false },
+        (Some(HealthState::Active), Some(connection)) => {
+            match operator_bootstrap(cluster, ctx, connection, snapshot, &pod.name).await {
                 Ok(view) => view,
                 Err(error) => InitView::Waiting(format!(
                     "writing the operator's JWT auth, policies and roles on {} failed: {error}; retrying",
@@ -63,50 +69,39 @@ pub async fn step(
                 )),
             }
         }
-        Some(state) => InitView::Waiting(format!(
+        (Some(state), _) => InitView::Waiting(format!(
             "the bootstrap pod {} answers {state:?}; waiting for it to become active",
             pod.name
         )),
     };
-    if matches!(seen.init, InitView::Done { .. }) {
-        seen.root_token_stored = ctx
-            .applier
-            .get::<Secret>(
-                &cluster.namespace().unwrap_or_default(),
-                &names::root_token_secret(&name),
-            )
-            .await?
-            .is_some();
-        seen.init = InitView::Done {
-            by_operator: seen.root_token_stored,
-        };
+    if let InitView::Done { .. } = init {
         event(
             ctx,
             cluster,
             EventType::Normal,
-            "Initialized",
-            "Initialize",
+            reasons::INITIALIZED,
+            actions::INITIALIZE,
             "the cluster is initialized; scaling to spec.replicas",
         )
         .await;
-        return Ok(true);
+        return Ok((init, true));
     }
     // Poll only while OpenBao answers and initialization is under way; a
     // pod that is not running yet triggers a reconcile through the pod watch
     // when it starts.
-    Ok(pod.health.is_some() && !matches!(seen.init, InitView::Failed(_)))
+    let busy = pod.health.is_some() && !matches!(init, InitView::Failed(_));
+    Ok((init, busy))
 }
 
 /// `sys/init` with one recovery share (auto-unseal), root token to a Secret.
 async fn operator_init(
     cluster: &OpenBaoCluster,
     ctx: &Context,
-    material: &Material,
+    connection: &ClusterConnection,
     pod: &str,
 ) -> Result<(), ReconcileError> {
-    let client = ctx
-        .openbao
-        .pod(&address(cluster, material), pod)
+    let client = connection
+        .pod(pod)
         .map_err(|source| ReconcileError::OpenBao {
             pod: pod.to_owned(),
             source,
@@ -128,8 +123,8 @@ async fn operator_init(
         ctx,
         cluster,
         EventType::Warning,
-        "RootTokenStored",
-        "Initialize",
+        reasons::ROOT_TOKEN_STORED,
+        actions::INITIALIZE,
         &format!(
             "initialized through sys/init (Development): the root token is in Secret {}; revoke it and use spec.selfInit for anything beyond development",
             names::root_token_secret(&cluster.name_any())
@@ -145,13 +140,19 @@ async fn operator_init(
 async fn operator_bootstrap(
     cluster: &OpenBaoCluster,
     ctx: &Context,
-    material: &Material,
+    connection: &ClusterConnection,
+    snapshot: &Snapshot,
     pod: &str,
 ) -> Result<InitView, ReconcileError> {
-    let name = cluster.name_any();
-    let namespace = cluster.namespace().unwrap_or_default();
-    let secret_name = names::root_token_secret(&name);
-    let Some(secret) = ctx.applier.get::<Secret>(&namespace, &secret_name).await? else {
+    let namespace = &snapshot.namespace;
+    let secret_name = names::root_token_secret(&snapshot.name);
+    // Read only here, once, while bootstrapping.
+    let stored = if snapshot.secrets.root_token_stored {
+        ctx.applier.get::<Secret>(namespace, &secret_name).await?
+    } else {
+        None
+    };
+    let Some(secret) = stored else {
         return Ok(InitView::Failed(format!(
             "{pod} is initialized but Secret {namespace}/{secret_name} with the root token does not exist (the operator stopped between sys/init and storing it, or the Secret was deleted). The controller cannot bootstrap its access: delete the cluster's PersistentVolumeClaims and pods to start over, or use spec.selfInit"
         )));
@@ -161,9 +162,8 @@ async fn operator_bootstrap(
         pod: pod.to_owned(),
         source,
     };
-    let root = ctx
-        .openbao
-        .pod(&address(cluster, material), pod)
+    let root = connection
+        .pod(pod)
         .map_err(fail)?
         .with_token(Token::new(token));
     let mut inputs = crate::render::Inputs::in_pod(

@@ -1,24 +1,29 @@
 //! One reconcile of an `OpenBaoCluster`: a pipeline of small steps.
 //!
-//! 1. Validate the spec (in code, again: the object may predate a rule).
-//! 2. Make sure the key material exists: the static seal key and, for
-//!    operator-managed TLS, the CA and server certificate.
-//! 3. Render every object with the pure renderers and apply what differs.
-//! 4. Observe: each pod's health, and Raft through the controller's own
-//!    JWT login.
+//! 1. Dereference: read everything the reconcile needs once, into a
+//!    snapshot (watch caches, changed Secret data, OpenBao's answers).
+//! 2. Validate the spec (in code, again: the object may predate a rule).
+//! 3. Key material: the static seal key and, for operator-managed TLS, the
+//!    CA and server certificate.
+//! 4. Render every object with the pure renderers and apply what differs.
 //! 5. Act, at most one disruptive step per reconcile: initialize, remove
 //!    scaled-away Raft peers, or roll one pod through the gate.
 //! 6. Write status when it changed.
 //!
-//! Every step reads the world before it acts, so a controller killed
-//! between any two steps converges when it starts again.
+//! A failure at any step is published as a Warning Event and `Degraded`
+//! with the error's reason, counted by reason, and retried with capped,
+//! jittered exponential back-off. Every step decides from the snapshot, so
+//! a controller killed between any two steps converges when it starts
+//! again.
 
 mod bootstrap;
+mod dereference;
+pub mod error;
 mod objects;
-mod observe;
 mod raft;
 mod rollout;
 mod secrets;
+pub mod snapshot;
 mod tls;
 
 use std::sync::Arc;
@@ -30,32 +35,19 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use lifecycle_types::OpenBaoCluster;
+use lifecycle_types::cluster::OpenBaoClusterStatus;
+use lifecycle_types::events::actions;
 use lifecycle_types::validation::validate_spec;
+use openbao_client::HealthState;
 
-use crate::apply::{ApplyError, FIELD_MANAGER};
+pub use error::ReconcileError;
+
+use crate::apply::FIELD_MANAGER;
+use crate::clusters::{ClusterKey, ClusterState, backoff, lock};
 use crate::context::Context;
-use crate::metrics::ClusterLabels;
-use crate::render::RenderError;
+use crate::metrics::{ClusterLabels, ErrorLabels};
 use crate::status::{self, InitView, Observation, TlsView};
-
-/// Why a reconcile stopped early; retried with back-off.
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error(transparent)]
-    Apply(#[from] ApplyError),
-    #[error("rendering failed: {0}")]
-    Render(#[from] RenderError),
-    #[error("{0}")]
-    Tls(String),
-    #[error("OpenBao at {pod}: {source}")]
-    OpenBao {
-        pod: String,
-        #[source]
-        source: openbao_client::Error,
-    },
-    #[error("{0}")]
-    Other(String),
-}
+use snapshot::{last_termination, running_for};
 
 /// What the steps decided about the next look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,38 +64,78 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let started = Instant::now();
-    let result = reconcile_inner(&cluster, &ctx).await;
+    let key = key(&cluster);
+    if !ctx.settings.scope.contains(&key.0) {
+        // Not a namespace this controller watches: nothing is cached for
+        // it, and another controller may own it.
+        return Ok(Action::await_change());
+    }
+    let state = ctx.clusters.state(&key);
+    let result = reconcile_inner(&cluster, &ctx, &state).await;
     ctx.metrics.observe_reconcile(started.elapsed());
-    if result.is_err() {
-        ctx.metrics
-            .reconcile_errors
-            .get_or_create(&labels(&cluster))
-            .inc();
+    match &result {
+        Ok(_) => *lock(&state.failures) = 0,
+        Err(error) => report(&cluster, &ctx, &state, error).await,
     }
     ctx.metrics
         .api_writes
         .inner()
         .store(ctx.applier.writes(), std::sync::atomic::Ordering::Relaxed);
+    ctx.metrics.api_reads.inner().store(
+        ctx.api_counters.reads(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     result.map(|next| match next {
         Next::Steady => Action::requeue(ctx.settings.resync),
         Next::Soon => Action::requeue(ctx.settings.progress_interval),
     })
 }
 
-/// Back-off after an error; the error itself is logged and, when it is the
-/// user's to fix, already in status.
+/// Back-off after an error (already reported by [`reconcile`]): doubling
+/// from the progress interval up to the cap, with jitter.
 pub fn error_policy(
     cluster: Arc<OpenBaoCluster>,
     error: &ReconcileError,
     ctx: Arc<Context>,
 ) -> Action {
+    let failures = *lock(&ctx.clusters.state(&key(&cluster)).failures);
+    let delay = backoff(
+        failures,
+        ctx.settings.progress_interval,
+        ctx.settings.max_backoff,
+        jitter(),
+    );
     tracing::warn!(
         cluster = %cluster.name_any(),
         namespace = %cluster.namespace().unwrap_or_default(),
-        error = %error,
-        "reconcile failed; retrying"
+        reason = error.reason(),
+        %error,
+        failures,
+        retry_in = ?delay,
+        "reconcile failed"
     );
-    Action::requeue(ctx.settings.progress_interval * 2)
+    Action::requeue(delay)
+}
+
+/// Drops everything kept for a deleted cluster: its connection and
+/// login, caches, and its metric series.
+pub fn forget(ctx: &Context, key: &ClusterKey) {
+    let reasons: Vec<&str> = ctx
+        .clusters
+        .remove(key)
+        .map(|state| lock(&state.error_reasons).iter().copied().collect())
+        .unwrap_or_default();
+    ctx.metrics.forget(
+        &ClusterLabels {
+            namespace: key.0.clone(),
+            name: key.1.clone(),
+        },
+        &reasons,
+    );
+}
+
+fn key(cluster: &OpenBaoCluster) -> ClusterKey {
+    (cluster.namespace().unwrap_or_default(), cluster.name_any())
 }
 
 fn labels(cluster: &OpenBaoCluster) -> ClusterLabels {
@@ -113,12 +145,61 @@ fn labels(cluster: &OpenBaoCluster) -> ClusterLabels {
     }
 }
 
-async fn reconcile_inner(cluster: &OpenBaoCluster, ctx: &Context) -> Result<Next, ReconcileError> {
+/// A number in [0, 1) from the system's random source.
+fn jitter() -> f64 {
+    let mut bytes = [0u8; 2];
+    let _ = getrandom::fill(&mut bytes);
+    f64::from(u16::from_le_bytes(bytes)) / 65536.0
+}
+
+/// A failed reconcile, told to the user: a Warning Event, `Degraded` with
+/// the same reason and message, and the error metric.
+async fn report(
+    cluster: &OpenBaoCluster,
+    ctx: &Context,
+    state: &ClusterState,
+    error: &ReconcileError,
+) {
+    *lock(&state.failures) += 1;
+    let reason = error.reason();
+    lock(&state.error_reasons).insert(reason);
+    let labels = labels(cluster);
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            namespace: labels.namespace,
+            name: labels.name,
+            reason: reason.to_owned(),
+        })
+        .inc();
+    let message = error.to_string();
+    event(
+        ctx,
+        cluster,
+        EventType::Warning,
+        reason,
+        actions::RECONCILE,
+        &message,
+    )
+    .await;
+    let new = status::with_error(cluster, cluster.status.as_ref(), reason, &message, now());
+    if cluster.status.as_ref() != Some(&new)
+        && let Err(error) = patch_status(ctx, cluster, &new).await
+    {
+        tracing::warn!(%error, "could not write the failure to status");
+    }
+}
+
+async fn reconcile_inner(
+    cluster: &OpenBaoCluster,
+    ctx: &Context,
+    state: &ClusterState,
+) -> Result<Next, ReconcileError> {
     if cluster.meta().deletion_timestamp.is_some() {
         // Owned objects go with the cluster through garbage collection; the
         // deletion policy was rendered into owner references and the
         // StatefulSet's claim retention, so there is nothing left to do.
-        ctx.metrics.forget(&labels(cluster));
+        forget(ctx, &key(cluster));
         return Ok(Next::Steady);
     }
 
@@ -140,54 +221,166 @@ async fn reconcile_inner(cluster: &OpenBaoCluster, ctx: &Context) -> Result<Next
                 message: message.clone(),
             },
             root_token_stored: false,
-            invalid_spec: Some(message.clone()),
+            invalid_spec: Some(message),
             exposure_problem: None,
+            stuck: None,
         };
         // The Degraded transition to InvalidSpec is announced as an Event.
         write_status(cluster, ctx, &seen).await?;
         return Ok(Next::Steady);
     }
 
+    // A new cluster shows a phase at once, before the slow steps (keys,
+    // certificates, OpenBao calls).
+    if cluster.status.is_none() && !std::mem::replace(&mut *lock(&state.first_status_written), true)
+    {
+        patch_status(ctx, cluster, &status::first(cluster)).await?;
+    }
+
     let paused = cluster.spec.paused;
-    let material = secrets::ensure(cluster, ctx, paused).await?;
+    let mut snapshot = dereference::kubernetes(cluster, ctx, state).await?;
+    let material = secrets::ensure(cluster, ctx, &snapshot, paused).await?;
     if let Some(expiry) = material.certificate_expiry {
         ctx.metrics
             .certificate_expiry
             .get_or_create(&labels(cluster))
             .set(expiry as f64);
     }
-    let stage = objects::apply(cluster, ctx, &material, paused).await?;
-    let mut seen = observe::observe(cluster, ctx, &material, &stage).await?;
+    let stage = objects::apply(cluster, ctx, state, &snapshot, &material, paused).await?;
+    let connection = dereference::openbao(cluster, ctx, state, &mut snapshot).await;
+    unreachable(ctx, &snapshot)?;
 
+    let seen_pods = &snapshot.openbao.pods;
     // A started pod that is not ready yet is about to change in ways no
     // watch reports (OpenBao unsealing, joining); pods that are not running
     // yet are reported by the pod watch when they start.
-    let mut next = if seen.pods.iter().any(|p| p.running && !p.ready) {
+    let mut next = if seen_pods.iter().any(|p| p.running && !p.ready) {
         Next::Soon
     } else {
         Next::Steady
     };
+    let initialized = cluster.status.as_ref().is_some_and(|s| s.initialized);
+    let mut init = if initialized {
+        InitView::Done {
+            by_operator: snapshot.secrets.root_token_stored,
+        }
+    } else {
+        InitView::Waiting(format!(
+            "waiting for the bootstrap pod {}-0 to answer",
+            snapshot.statefulset_name()
+        ))
+    };
     if !paused {
-        if !cluster.status.as_ref().is_some_and(|s| s.initialized) {
-            if bootstrap::step(cluster, ctx, &material, &mut seen).await? {
+        if !initialized {
+            let (view, busy) =
+                bootstrap::step(cluster, ctx, connection.as_deref(), &snapshot).await?;
+            init = view;
+            if busy {
                 next = Next::Soon;
             }
-        } else {
-            if raft::step(cluster, ctx, &material, &stage, &mut seen).await? {
-                next = Next::Soon;
-            }
-            if rollout::step(cluster, ctx, &material, &stage, &seen).await? {
+        } else if let Some(connection) = &connection {
+            // At most one disruptive step: Raft upkeep first, then the gate.
+            if raft::step(cluster, ctx, connection, &snapshot).await?
+                || rollout::step(cluster, ctx, connection, &snapshot.openbao).await?
+            {
                 next = Next::Soon;
             }
         }
     }
-    if seen.membership_error.is_some() {
+    if snapshot.openbao.membership_error.is_some() {
         next = Next::Soon;
     }
+    // Serving: initialized with one active node that answers the
+    // controller's Raft read (a node that flips between active and standby
+    // does not), or, while bootstrapping, initialization done.
+    let active = snapshot
+        .openbao
+        .pods
+        .iter()
+        .filter(|p| p.health == Some(HealthState::Active))
+        .count();
+    // A paused cluster is not expected to progress.
+    let serving = paused
+        || if initialized {
+            active == 1 && snapshot.openbao.membership.is_some()
+        } else {
+            matches!(init, InitView::Done { .. })
+        };
+    let stuck = stuck(ctx, state, &snapshot, serving);
+    let seen = Observation {
+        pods: snapshot.openbao.pods.clone(),
+        membership: snapshot.openbao.membership.clone(),
+        membership_error: snapshot.openbao.membership_error.clone(),
+        init,
+        tls: material.tls.clone(),
+        root_token_stored: snapshot.secrets.root_token_stored,
+        invalid_spec: None,
+        exposure_problem: stage.exposure_problem.clone(),
+        stuck,
+    };
     if write_status(cluster, ctx, &seen).await? {
         tracing::debug!(cluster = %cluster.name_any(), "status updated");
     }
     Ok(next)
+}
+
+/// Pods that have run past the grace period and none answers: an error
+/// (the user must act), retried with back-off.
+fn unreachable(ctx: &Context, snapshot: &snapshot::Snapshot) -> Result<(), ReconcileError> {
+    let view = &snapshot.openbao;
+    if view.unanswered.is_empty() || view.pods.iter().any(|p| p.health.is_some()) {
+        return Ok(());
+    }
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let grace = ctx.settings.unreachable_grace.as_secs() as i64;
+    let settled = view.unanswered.iter().all(|(pod, _)| {
+        snapshot
+            .pod(pod)
+            .is_some_and(|p| running_for(p, now) >= grace)
+    });
+    if !settled {
+        return Ok(());
+    }
+    let pods: Vec<&str> = view.unanswered.iter().map(|(p, _)| p.as_str()).collect();
+    Err(ReconcileError::Unreachable {
+        pods: pods.join(", "),
+        detail: view.unanswered[0].1.clone(),
+    })
+}
+
+/// Whether pods are kept from serving past the bound (see
+/// [`status::stuck`]); the clock of "answering but not serving" lives in
+/// the cluster's state.
+fn stuck(
+    ctx: &Context,
+    state: &ClusterState,
+    snapshot: &snapshot::Snapshot,
+    serving: bool,
+) -> Option<(&'static str, String)> {
+    const CLOCK: &str = "not-serving";
+    let pods = &snapshot.openbao.pods;
+    let answering = pods.iter().any(|p| p.health.is_some());
+    let no_active_for = {
+        let mut clocks = lock(&state.stuck_since);
+        if answering && !serving {
+            let since = *clocks.entry(CLOCK.to_owned()).or_insert_with(Instant::now);
+            Some(since.elapsed().as_secs())
+        } else {
+            clocks.remove(CLOCK);
+            None
+        }
+    };
+    let terminations: Vec<(String, String)> = snapshot
+        .pods
+        .iter()
+        .filter_map(|p| last_termination(p).map(|why| (p.name_any(), why)))
+        .collect();
+    status::stuck(
+        pods,
+        &terminations,
+        no_active_for,
+        ctx.settings.stuck_after.as_secs(),
+    )
 }
 
 /// Patches status when it differs; true when written.
@@ -206,7 +399,7 @@ async fn write_status(
     ctx.metrics.sealed_nodes.get_or_create(&labels).set(
         seen.pods
             .iter()
-            .filter(|p| p.health == Some(openbao_client::HealthState::Sealed))
+            .filter(|p| p.health == Some(HealthState::Sealed))
             .count() as i64,
     );
     if previous == Some(&new) {
@@ -237,6 +430,18 @@ async fn write_status(
         );
     }
     announce_transitions(ctx, cluster, previous, &new).await;
+    patch_status(ctx, cluster, &new).await?;
+    Ok(true)
+}
+
+/// One server-side apply of the whole status, counted.
+async fn patch_status(
+    ctx: &Context,
+    cluster: &OpenBaoCluster,
+    status: &OpenBaoClusterStatus,
+) -> Result<(), ReconcileError> {
+    let namespace = cluster.namespace().unwrap_or_default();
+    let name = cluster.name_any();
     ctx.applier.count_write();
     ctx.applier
         .api::<OpenBaoCluster>(&namespace)
@@ -246,14 +451,14 @@ async fn write_status(
             &Patch::Apply(serde_json::json!({
                 "apiVersion": OpenBaoCluster::api_version(&()),
                 "kind": OpenBaoCluster::kind(&()),
-                "status": new,
+                "status": status,
             })),
         )
         .await
         .map_err(|source| {
             crate::apply::api_error::<OpenBaoCluster>("patch status of", &namespace, &name, source)
         })?;
-    Ok(true)
+    Ok(())
 }
 
 /// An Event for every condition that changed status.

@@ -10,119 +10,159 @@ use lifecycle_types::cluster::RaftState;
 use lifecycle_types::{OpenBaoCluster, names};
 
 use super::ReconcileError;
-use super::secrets::Material;
+use super::snapshot::{Material, Snapshot, Stage};
+use crate::clusters::{ClusterState, lock};
 use crate::context::Context;
 use crate::render::{self, Inputs};
 
-/// What the applied objects say about the cluster's stage.
-#[derive(Debug, Clone)]
-pub struct Stage {
-    /// Why the requested exposure could not be applied (Gateway API CRDs
-    /// missing), for the Degraded condition.
-    pub exposure_problem: Option<String>,
-    /// The StatefulSet as it is now (`None` while paused before creation).
-    pub statefulset: Option<StatefulSet>,
-    /// Pods the StatefulSet runs now; may exceed `spec.replicas` while
-    /// scaled-away peers are still being removed from Raft.
-    pub replicas: i32,
-}
-
-impl Stage {
-    /// `status.updateRevision`: the revision a pod must run to be current.
-    pub fn update_revision(&self) -> Option<&str> {
-        self.statefulset
-            .as_ref()
-            .and_then(|s| s.status.as_ref())
-            .and_then(|s| s.update_revision.as_deref())
-    }
+/// The inputs every renderer shares.
+pub fn inputs(
+    cluster: &OpenBaoCluster,
+    ctx: &Context,
+    material: &Material,
+) -> Result<Inputs, ReconcileError> {
+    let settings = &ctx.settings;
+    let mut inputs = Inputs::in_pod(
+        &settings.operator_namespace,
+        &settings.service_account_issuer,
+    );
+    inputs.initialized = cluster.status.as_ref().is_some_and(|s| s.initialized);
+    inputs.static_key_id = material.static_key_id.clone();
+    inputs.jwks_url = settings.jwks_url.clone();
+    inputs.tls_hash = material.tls_hash.clone();
+    inputs.config_hash = render::config::hash(&render::config::render(cluster, &inputs)?);
+    Ok(inputs)
 }
 
 pub async fn apply(
     cluster: &OpenBaoCluster,
     ctx: &Context,
+    state: &ClusterState,
+    snapshot: &Snapshot,
     material: &Material,
     paused: bool,
 ) -> Result<Stage, ReconcileError> {
-    let name = cluster.name_any();
-    let namespace = cluster.namespace().unwrap_or_default();
-    let settings = &ctx.settings;
+    let namespace = &snapshot.namespace;
+    let name = &snapshot.name;
     let applier = &ctx.applier;
-    let status = cluster.status.as_ref();
-    let mut inputs = Inputs::in_pod(
-        &settings.operator_namespace,
-        &settings.service_account_issuer,
-    );
-    inputs.initialized = status.is_some_and(|s| s.initialized);
-    inputs.static_key_id = material.static_key_id.clone();
-    inputs.jwks_url = settings.jwks_url.clone();
-    inputs.tls_hash = material.tls_hash.clone();
-    inputs.config_hash = render::config::hash(&render::config::render(cluster, &inputs)?);
-
-    let live = applier
-        .get::<StatefulSet>(&namespace, &names::statefulset(&name))
-        .await?;
-    let live_replicas = live.as_ref().and_then(|s| s.spec.replicas).unwrap_or(0);
+    let known = &snapshot.objects;
+    let verified = &state.verified;
+    let live_replicas = snapshot.live_replicas();
+    let cached_revision = snapshot
+        .statefulset
+        .as_ref()
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.update_revision.clone());
     if paused {
         return Ok(Stage {
             exposure_problem: None,
-            statefulset: live,
+            update_revision: cached_revision,
             replicas: live_replicas,
         });
     }
+    let inputs = inputs(cluster, ctx, material)?;
 
     applier
-        .apply(&render::rbac::service_account(cluster)?)
+        .apply_known(
+            &render::rbac::service_account(cluster)?,
+            &known.service_account,
+            verified,
+        )
         .await?;
-    applier.apply(&render::rbac::role(cluster)?).await?;
-    applier.apply(&render::rbac::role_binding(cluster)?).await?;
     applier
-        .apply(&render::config::config_map(cluster, &inputs)?)
+        .apply_known(
+            &render::rbac::role_binding(cluster)?,
+            &known.role_binding,
+            verified,
+        )
+        .await?;
+    applier
+        .apply_known(
+            &render::config::config_map(cluster, &inputs)?,
+            &known.config_map,
+            verified,
+        )
         .await?;
     match render::self_init::config_map(cluster, &inputs)? {
         Some(map) => {
-            applier.apply(&map).await?;
-        }
-        None => {
             applier
-                .delete::<ConfigMap>(&namespace, &names::self_init_config_map(&name))
+                .apply_known(&map, &known.self_init_config_map, verified)
                 .await?;
         }
-    }
-    applier.apply(&render::services::headless(cluster)?).await?;
-    applier.apply(&render::services::active(cluster)?).await?;
-    match render::pdb::pdb(cluster, &inputs)? {
-        Some(pdb) => {
-            applier.apply(&pdb).await?;
-        }
         None => {
             applier
-                .delete::<PodDisruptionBudget>(&namespace, &names::pod_disruption_budget(&name))
+                .delete_known::<ConfigMap>(
+                    namespace,
+                    &names::self_init_config_map(name),
+                    &known.self_init_config_map,
+                )
                 .await?;
         }
     }
     applier
-        .apply(&render::network_policy::network_policy(cluster)?)
+        .apply_known(
+            &render::services::headless(cluster)?,
+            &known.headless_service,
+            verified,
+        )
         .await?;
-
-    match render::exposure::ingress(cluster)? {
-        Some(ingress) => {
-            applier.apply(&ingress).await?;
+    applier
+        .apply_known(
+            &render::services::active(cluster)?,
+            &known.active_service,
+            verified,
+        )
+        .await?;
+    match render::pdb::pdb(cluster, &inputs)? {
+        Some(pdb) => {
+            applier
+                .apply_known(&pdb, &known.pod_disruption_budget, verified)
+                .await?;
         }
         None => {
             applier
-                .delete::<Ingress>(&namespace, &names::ingress(&name))
+                .delete_known::<PodDisruptionBudget>(
+                    namespace,
+                    &names::pod_disruption_budget(name),
+                    &known.pod_disruption_budget,
+                )
                 .await?;
         }
     }
-    let exposure_problem = apply_route(cluster, ctx).await?;
+    applier
+        .apply_known(
+            &render::network_policy::network_policy(cluster, &inputs)?,
+            &known.network_policy,
+            verified,
+        )
+        .await?;
+    match render::exposure::ingress(cluster)? {
+        Some(ingress) => {
+            applier
+                .apply_known(&ingress, &known.ingress, verified)
+                .await?;
+        }
+        None => {
+            applier
+                .delete_known::<Ingress>(namespace, &names::ingress(name), &known.ingress)
+                .await?;
+        }
+    }
+    let exposure_problem = apply_route(cluster, ctx, state).await?;
 
     let mut desired = render::statefulset::statefulset(cluster, &inputs)?;
     let replicas = hold_for_raft(cluster, desired_replicas(&desired), live_replicas);
     desired.spec.replicas = Some(replicas);
-    let statefulset = applier.apply(&desired).await?;
+    let applied = applier
+        .apply_known(&desired, &known.statefulset, verified)
+        .await?;
+    let update_revision = match applied {
+        Some(set) => set.status.and_then(|s| s.update_revision),
+        None => cached_revision,
+    };
     Ok(Stage {
         exposure_problem,
-        statefulset: Some(statefulset),
+        update_revision,
         replicas,
     })
 }
@@ -165,6 +205,7 @@ fn hold_for_raft(cluster: &OpenBaoCluster, desired: i32, live: i32) -> i32 {
 async fn apply_route(
     cluster: &OpenBaoCluster,
     ctx: &Context,
+    state: &ClusterState,
 ) -> Result<Option<String>, ReconcileError> {
     use render::exposure::{
         http_route_resource, route, route_api_resource, route_name, tls_route_resource,
@@ -175,12 +216,19 @@ async fn apply_route(
     let api = |resource: &kube::discovery::ApiResource| {
         Api::<DynamicObject>::namespaced_with(ctx.client().clone(), &namespace, resource)
     };
-    for resource in [http_route_resource(), tls_route_resource()] {
-        if wanted.as_ref() != Some(&resource) {
-            ctx.applier
-                .delete_from(&api(&resource), &resource.kind, &namespace, &route_name)
-                .await?;
+    // Routes are not watched (their CRDs may be missing): the kinds the
+    // spec does not ask for are cleaned once per process and after each
+    // spec change, not read on every reconcile.
+    let generation = cluster.metadata.generation;
+    if *lock(&state.routes_clean_for_generation) != generation {
+        for resource in [http_route_resource(), tls_route_resource()] {
+            if wanted.as_ref() != Some(&resource) {
+                ctx.applier
+                    .delete_from(&api(&resource), &resource.kind, &namespace, &route_name)
+                    .await?;
+            }
         }
+        *lock(&state.routes_clean_for_generation) = generation;
     }
     let (Some(resource), Some(desired)) = (wanted, route(cluster)?) else {
         return Ok(None);

@@ -6,28 +6,27 @@
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use lifecycle_types::OpenBaoCluster;
+use lifecycle_types::events::{actions, reasons};
 use lifecycle_types::names;
 use lifecycle_types::validation::parse_duration;
 use openbao_client::HealthState;
 use openbao_client::raft::AutopilotConfig;
 
-use super::objects::Stage;
-use super::observe::{address, read_membership};
-use super::secrets::Material;
+use super::snapshot::Snapshot;
 use super::{ReconcileError, event};
 use crate::context::Context;
+use crate::openbao::ClusterConnection;
 use crate::render;
-use crate::status::Observation;
 
 /// True when it changed Raft membership (look again soon).
 pub async fn step(
     cluster: &OpenBaoCluster,
     ctx: &Context,
-    material: &Material,
-    _stage: &Stage,
-    seen: &mut Observation,
+    connection: &ClusterConnection,
+    snapshot: &Snapshot,
 ) -> Result<bool, ReconcileError> {
-    let Some(membership) = seen.membership.clone() else {
+    let seen = &snapshot.openbao;
+    let (Some(membership), Some(have)) = (&seen.membership, &seen.autopilot) else {
         return Ok(false);
     };
     let Some(active) = seen
@@ -38,18 +37,20 @@ pub async fn step(
     else {
         return Ok(false);
     };
-    let addr = address(cluster, material);
     let fail = |source| ReconcileError::OpenBao {
         pod: active.clone(),
         source,
     };
-    let client = ctx.openbao.logged_in(&addr, &active).await.map_err(fail)?;
+    let client = connection.logged_in(&active).await.map_err(fail)?;
 
-    let want: AutopilotConfig =
-        serde_json::from_value(render::autopilot::configuration(cluster))
-            .map_err(|e| ReconcileError::Other(format!("autopilot configuration: {e}")))?;
-    let have = client.autopilot_configuration().await.map_err(fail)?;
-    if !same_autopilot(&have, &want) {
+    let want: AutopilotConfig = serde_json::from_value(render::autopilot::configuration(cluster))
+        .map_err(|e| {
+        ReconcileError::Render(render::RenderError::Build {
+            kind: "autopilot configuration",
+            message: e.to_string(),
+        })
+    })?;
+    if !same_autopilot(have, &want) {
         client
             .set_autopilot_configuration(&want)
             .await
@@ -58,11 +59,12 @@ pub async fn step(
             ctx,
             cluster,
             EventType::Normal,
-            "AutopilotConfigured",
-            "ConfigureAutopilot",
+            reasons::AUTOPILOT_CONFIGURED,
+            actions::CONFIGURE_AUTOPILOT,
             "Raft autopilot configured from spec.configuration.raft.autopilot",
         )
         .await;
+        return Ok(true);
     }
 
     let set = names::statefulset(&cluster.name_any());
@@ -86,8 +88,8 @@ pub async fn step(
                 ctx,
                 cluster,
                 EventType::Normal,
-                "LeaderSteppedDown",
-                "ScaleDown",
+                reasons::LEADER_STEPPED_DOWN,
+                actions::SCALE_DOWN,
                 &format!(
                     "{} is leaving (scale-down) and was the leader; it stepped down first",
                     member.node_id
@@ -104,8 +106,8 @@ pub async fn step(
             ctx,
             cluster,
             EventType::Normal,
-            "RaftPeerRemoved",
-            "ScaleDown",
+            reasons::RAFT_PEER_REMOVED,
+            actions::SCALE_DOWN,
             &format!(
                 "removed Raft peer {} before its pod is scaled away",
                 member.node_id
@@ -113,7 +115,6 @@ pub async fn step(
         )
         .await;
     }
-    read_membership(ctx, &addr, seen).await;
     Ok(true)
 }
 

@@ -11,14 +11,14 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use lifecycle_types::OpenBaoCluster;
+use lifecycle_types::events::{actions, reasons};
 use openbao_client::HealthState;
 
-use super::objects::Stage;
-use super::observe::address;
-use super::secrets::Material;
+use super::snapshot::OpenBaoView;
 use super::{ReconcileError, event};
 use crate::context::Context;
-use crate::status::{Observation, PodView};
+use crate::openbao::ClusterConnection;
+use crate::status::PodView;
 
 /// What the gate may do now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub enum Gate {
 }
 
 /// The gate's decision, a pure function of what was observed.
-pub fn decide(replicas: i32, seen: &Observation) -> Gate {
+pub fn decide(replicas: i32, seen: &OpenBaoView) -> Gate {
     let wanted: Vec<&PodView> = seen.pods.iter().take(replicas.max(0) as usize).collect();
     let outdated: Vec<&PodView> = wanted.iter().copied().filter(|p| !p.current).collect();
     if outdated.is_empty() {
@@ -84,9 +84,8 @@ pub fn decide(replicas: i32, seen: &Observation) -> Gate {
 pub async fn step(
     cluster: &OpenBaoCluster,
     ctx: &Context,
-    material: &Material,
-    _stage: &Stage,
-    seen: &Observation,
+    connection: &ClusterConnection,
+    seen: &OpenBaoView,
 ) -> Result<bool, ReconcileError> {
     match decide(cluster.spec.replicas, seen) {
         Gate::Done => Ok(false),
@@ -95,19 +94,18 @@ pub async fn step(
             Ok(true)
         }
         Gate::StepDown(pod) => {
-            let addr = address(cluster, material);
             let fail = |source| ReconcileError::OpenBao {
                 pod: pod.clone(),
                 source,
             };
-            let client = ctx.openbao.logged_in(&addr, &pod).await.map_err(fail)?;
+            let client = connection.logged_in(&pod).await.map_err(fail)?;
             client.step_down().await.map_err(fail)?;
             event(
                 ctx,
                 cluster,
                 EventType::Normal,
-                "LeaderSteppedDown",
-                "Rollout",
+                reasons::LEADER_STEPPED_DOWN,
+                actions::ROLLOUT,
                 &format!("{pod} stepped down so it can be restarted with the new template"),
             )
             .await;
@@ -115,13 +113,15 @@ pub async fn step(
         }
         Gate::Restart(pod) => {
             let namespace = cluster.namespace().unwrap_or_default();
-            ctx.applier.delete::<Pod>(&namespace, &pod).await?;
+            ctx.applier
+                .delete_known::<Pod>(&namespace, &pod, &crate::stores::Known::Unknown)
+                .await?;
             event(
                 ctx,
                 cluster,
                 EventType::Normal,
-                "PodRestarted",
-                "Rollout",
+                reasons::POD_RESTARTED,
+                actions::ROLLOUT,
                 &format!(
                     "restarted {pod} to apply the new template (one pod at a time, standbys first, health and quorum checked)"
                 ),
@@ -135,7 +135,6 @@ pub async fn step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{InitView, TlsView};
     use openbao_client::raft::{Member, Membership};
 
     fn pod(name: &str, health: HealthState, current: bool) -> PodView {
@@ -151,7 +150,7 @@ mod tests {
         }
     }
 
-    fn seen(pods: Vec<PodView>, tolerance: i64) -> Observation {
+    fn seen(pods: Vec<PodView>, tolerance: i64) -> OpenBaoView {
         let members = pods
             .iter()
             .map(|p| Member {
@@ -163,23 +162,14 @@ mod tests {
                 version: None,
             })
             .collect();
-        Observation {
+        OpenBaoView {
             pods,
             membership: Some(Membership {
                 members,
                 failure_tolerance: Some(tolerance),
                 healthy: Some(true),
             }),
-            membership_error: None,
-            init: InitView::Done { by_operator: false },
-            tls: TlsView {
-                ready: true,
-                reason: "",
-                message: String::new(),
-            },
-            root_token_stored: false,
-            invalid_spec: None,
-            exposure_problem: None,
+            ..OpenBaoView::default()
         }
     }
 

@@ -3,37 +3,28 @@
 //! anything depends on it; a controller killed between the two writes is
 //! asked for exactly the missing one on its next look.
 
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use lifecycle_types::conditions::reasons;
-use lifecycle_types::{OpenBaoCluster, labels, names};
+use lifecycle_types::{OpenBaoCluster, labels};
 
-use super::observe::{cluster_pods, runs_revision};
 use super::secrets::{TlsState, tls_hash};
+use super::snapshot::{Snapshot, runs_revision};
 use super::{ReconcileError, event};
 use crate::context::Context;
 use crate::render;
 use crate::status::TlsView;
 use crate::tls::{self, StoredTls, TlsAction, TlsPolicy};
+use lifecycle_types::events::actions;
 
 pub async fn operator_managed(
     cluster: &OpenBaoCluster,
     ctx: &Context,
+    snapshot: &Snapshot,
     paused: bool,
 ) -> Result<TlsState, ReconcileError> {
-    let name = cluster.name_any();
-    let namespace = cluster.namespace().unwrap_or_default();
+    let name = &snapshot.name;
     let applier = &ctx.applier;
-    let ca_secret = applier
-        .get::<Secret>(&namespace, &names::tls_ca_secret(&name))
-        .await?;
-    let server_secret = applier
-        .get::<Secret>(&namespace, &names::tls_server_secret(&name))
-        .await?;
     let invalid = |message: String| TlsState {
-        ca_pem: None,
         hash: String::new(),
         view: TlsView {
             ready: false,
@@ -42,17 +33,20 @@ pub async fn operator_managed(
         },
         expiry: None,
     };
-    let mut stored =
-        match StoredTls::from_secrets(&name, ca_secret.as_ref(), server_secret.as_ref()) {
-            Ok(stored) => stored,
-            Err(error) => return Ok(invalid(error.to_string())),
-        };
+    let mut stored = match StoredTls::from_secrets(
+        name,
+        snapshot.secrets.tls_ca.as_deref(),
+        snapshot.secrets.tls_server.as_deref(),
+    ) {
+        Ok(stored) => stored,
+        Err(error) => return Ok(invalid(error.to_string())),
+    };
     let policy = match TlsPolicy::from_rotation_period(&cluster.spec.tls.rotation_period) {
         Ok(policy) => policy,
         Err(error) => return Ok(invalid(format!("spec.tls.rotationPeriod: {error}"))),
     };
     let sans = render::secrets::server_sans(cluster)?;
-    let rolled_out = rolled_out(ctx, cluster, &stored).await?;
+    let rolled_out = rolled_out(snapshot, &stored);
     let now = k8s_openapi::jiff::Timestamp::now();
     // Act until nothing is left to do now: a new cluster gets its CA and
     // its server certificate in one reconcile. Bounded, in case a decision
@@ -85,7 +79,7 @@ pub async fn operator_managed(
             cluster,
             EventType::Normal,
             last.kind(),
-            "ManageTLS",
+            actions::MANAGE_TLS,
             &last.to_string(),
         )
         .await;
@@ -99,7 +93,6 @@ pub async fn operator_managed(
     };
     let Some(server) = &stored.server else {
         return Ok(TlsState {
-            ca_pem: None,
             hash: String::new(),
             view: TlsView {
                 ready: false,
@@ -120,7 +113,6 @@ pub async fn operator_managed(
     };
     Ok(TlsState {
         hash: tls_hash(&server.cert_pem, &stored.bundle_pem),
-        ca_pem: Some(stored.bundle_pem.clone()),
         view: TlsView {
             ready: true,
             reason,
@@ -133,41 +125,32 @@ pub async fn operator_managed(
 /// Every pod was started with the server Secret exactly as it is now: the
 /// StatefulSet's template carries its hash, and every pod runs that
 /// template's revision.
-async fn rolled_out(
-    ctx: &Context,
-    cluster: &OpenBaoCluster,
-    stored: &StoredTls,
-) -> Result<bool, ReconcileError> {
-    let Some(server) = &stored.server else {
-        return Ok(false);
-    };
-    let name = cluster.name_any();
-    let namespace = cluster.namespace().unwrap_or_default();
-    let Some(set) = ctx
-        .applier
-        .get::<StatefulSet>(&namespace, &names::statefulset(&name))
-        .await?
-    else {
-        return Ok(false);
+fn rolled_out(snapshot: &Snapshot, stored: &StoredTls) -> bool {
+    let (Some(server), Some(set)) = (&stored.server, &snapshot.statefulset) else {
+        return false;
     };
     let want = tls_hash(&server.cert_pem, &stored.bundle_pem);
-    let template_hash = set
-        .spec
+    let spec = &set.spec;
+    let template_hash = spec
         .template
         .metadata
         .as_ref()
         .and_then(|m| m.annotations.as_ref())
         .and_then(|a| a.get(labels::TLS_HASH));
     if template_hash != Some(&want) {
-        return Ok(false);
+        return false;
     }
-    let Some(revision) = set.status.as_ref().and_then(|s| s.update_revision.clone()) else {
-        return Ok(false);
+    let Some(revision) = set
+        .status
+        .as_ref()
+        .and_then(|s| s.update_revision.as_deref())
+    else {
+        return false;
     };
-    let pods = cluster_pods(cluster, ctx).await?;
-    let replicas = set.spec.replicas.unwrap_or(0) as usize;
-    Ok(pods.len() >= replicas
-        && pods
+    let replicas = spec.replicas.unwrap_or(0) as usize;
+    snapshot.pods.len() >= replicas
+        && snapshot
+            .pods
             .iter()
-            .all(|p| runs_revision(p, &revision) && p.metadata.deletion_timestamp.is_none()))
+            .all(|p| runs_revision(p, revision) && p.metadata.deletion_timestamp.is_none())
 }

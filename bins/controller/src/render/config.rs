@@ -275,9 +275,9 @@ fn audit(device: &AuditDevice, inputs: &Inputs) -> Block {
     if let Some(hmac) = device.hmac_accessor {
         option("hmac_accessor", hmac.to_string());
     }
-    if let Some(prefix) = &device.prefix {
-        option("prefix", prefix.clone());
-    }
+    // `device.prefix` is never rendered: OpenBao refuses audit log
+    // prefixing (the node would never become active), and the spec
+    // validation refuses a spec that sets it.
     match device.type_ {
         AuditType::File => {
             let file = device
@@ -406,18 +406,38 @@ mod tests {
     #[test]
     fn user_strings_cannot_inject_hcl() {
         let mut cluster = fixtures::development();
-        cluster.spec.configuration.audit = vec![fixtures::file_audit("file")];
-        cluster.spec.configuration.audit[0].prefix = Some("${env(\"X\")}\"\n}\nui = true".into());
+        let mut syslog = fixtures::file_audit("syslog");
+        syslog.type_ = AuditType::Syslog;
+        syslog.syslog = Some(lifecycle_types::cluster::SyslogAudit {
+            facility: None,
+            tag: Some("${env(\"X\")}\"\n}\nui = true".into()),
+        });
+        cluster.spec.configuration.audit = vec![syslog];
         let text = render(&cluster, &fixtures::inputs()).unwrap();
         let parsed: hcl::Body = hcl::from_str(&text).unwrap();
         let audit = blocks(&parsed, "audit");
         let options = blocks(audit[0].body(), "options");
         assert_eq!(
-            attr(options[0].body(), "prefix"),
+            attr(options[0].body(), "tag"),
             Some(&Expression::String("${env(\"X\")}\"\n}\nui = true".into())),
-            "the prefix must come back as the same string"
+            "the tag must come back as the same string"
         );
         assert_eq!(parsed.attributes().filter(|a| a.key() == "ui").count(), 1);
+    }
+
+    #[test]
+    fn an_audit_prefix_is_never_rendered() {
+        // OpenBao refuses audit log prefixing; the validation refuses the
+        // field, and the renderer never passes it on either.
+        let mut cluster = fixtures::development();
+        cluster.spec.configuration.audit = vec![fixtures::file_audit("file")];
+        cluster.spec.configuration.audit[0].prefix = Some("bao:".into());
+        let text = render(&cluster, &fixtures::inputs()).unwrap();
+        let parsed: hcl::Body = hcl::from_str(&text).unwrap();
+        let audit = blocks(&parsed, "audit");
+        let options = blocks(audit[0].body(), "options");
+        assert_eq!(attr(options[0].body(), "prefix"), None, "{text}");
+        assert!(!text.contains("bao:"), "{text}");
     }
 
     #[test]

@@ -110,7 +110,9 @@ pub struct OperatorRequest {
 }
 
 /// The operator's own bootstrap, in order and grouped by `initialize`
-/// block: the JWT auth method, one policy per identity, the JWT roles.
+/// block: the JWT auth method, one policy per identity, the JWT roles (the
+/// controller's bound to its per-cluster audience, see
+/// [`lifecycle_types::identities::controller_audience`]).
 /// Self-init renders it as HCL; a Development cluster initialized through
 /// `sys/init` gets the same writes over the API, so the controller uses its
 /// JWT role either way and never the root token after bootstrap.
@@ -120,6 +122,11 @@ pub fn operator_requests(
     ca: &KubeCa,
 ) -> Result<Vec<(&'static str, Vec<OperatorRequest>)>, RenderError> {
     let (name, namespace) = name_and_namespace(cluster)?;
+    let uid = cluster
+        .metadata
+        .uid
+        .as_deref()
+        .ok_or(RenderError::MissingMetadata("metadata.uid"))?;
     let oidc = &cluster.spec.self_init.oidc;
     let write = |name: &str, path: String, data: Value| OperatorRequest {
         name: name.to_owned(),
@@ -197,9 +204,12 @@ pub fn operator_requests(
         .into_iter()
         .map(|role| {
             let mut data = role.request_body(&vars);
-            // The cluster's audience, so every identity's projected token
-            // (minted with spec.selfInit.oidc.audience) is accepted.
-            data["bound_audiences"] = json!([oidc.audience]);
+            // The controller's role accepts only the tokens the controller
+            // mints for this cluster (namespace, name and uid), so a token
+            // seen by another cluster cannot be replayed here. Every other
+            // identity's role accepts the Jobs' projected tokens, minted
+            // with spec.selfInit.oidc.audience.
+            data["bound_audiences"] = json!(role.audiences(&vars, uid, &oidc.audience));
             write(
                 &role.name,
                 format!("auth/{JWT_AUTH_MOUNT}/role/{}", role.name),
@@ -367,13 +377,69 @@ mod tests {
         assert!(!initialize_names(&body).contains(&RECOVERY_KEYS_BLOCK.to_owned()));
     }
 
+    /// The bound_audiences of each role written by `operator_requests`.
+    fn role_audiences(cluster: &OpenBaoCluster) -> Vec<(String, Value)> {
+        let ca = KubeCa::Pem("pem".into());
+        operator_requests(cluster, &fixtures::inputs(), &ca)
+            .unwrap()
+            .into_iter()
+            .find(|(block, _)| *block == OPERATOR_ROLES_BLOCK)
+            .unwrap()
+            .1
+            .into_iter()
+            .map(|r| (r.name, r.data["bound_audiences"].clone()))
+            .collect()
+    }
+
     #[test]
-    fn roles_accept_the_clusters_audience() {
+    fn job_roles_accept_the_clusters_audience_and_the_controller_only_its_own() {
         let mut cluster = fixtures::hardened();
         cluster.spec.self_init.oidc.audience = "bao-prod".into();
+        let own = format!(
+            "openbao-operator.openbao.org/{}/{}/{}",
+            cluster.metadata.namespace.as_deref().unwrap(),
+            cluster.metadata.name.as_deref().unwrap(),
+            cluster.metadata.uid.as_deref().unwrap()
+        );
+        let roles = role_audiences(&cluster);
+        assert_eq!(roles.len(), 5);
+        for (name, audiences) in &roles {
+            if name == "openbao-operator" {
+                assert_eq!(*audiences, json!([own]), "{name}");
+            } else {
+                assert_eq!(*audiences, json!(["bao-prod"]), "{name}");
+            }
+        }
         let text = render(&cluster, &fixtures::inputs()).unwrap().unwrap();
         assert!(text.contains("\"bao-prod\""));
-        assert!(!text.contains("openbao-internal"));
+        assert!(text.contains(&own), "{text}");
+        // No role accepts the shared default audience (the controller
+        // policy's comment still names it).
+        assert!(!text.contains("\"openbao-internal\""), "{text}");
+    }
+
+    #[test]
+    fn the_controller_audience_differs_for_every_cluster_and_uid() {
+        let a = fixtures::hardened();
+        let mut renamed = a.clone();
+        renamed.metadata.name = Some("other".into());
+        let mut recreated = a.clone();
+        recreated.metadata.uid = Some("6f1c2a4e-0000-4000-8000-000000000002".into());
+        let controller = |c: &OpenBaoCluster| {
+            role_audiences(c)
+                .into_iter()
+                .find(|(n, _)| n == "openbao-operator")
+                .unwrap()
+                .1
+        };
+        assert_ne!(controller(&a), controller(&renamed));
+        assert_ne!(controller(&a), controller(&recreated));
+        // A cluster without a uid cannot be given a role: no audience to bind.
+        let mut no_uid = a.clone();
+        no_uid.metadata.uid = None;
+        assert!(
+            operator_requests(&no_uid, &fixtures::inputs(), &KubeCa::Pem("pem".into())).is_err()
+        );
     }
 
     #[test]

@@ -22,9 +22,16 @@
 //!   refused: self-init keeps the listener closed until it has finished.
 //!   Health is not membership (a removed node still answers 429); the
 //!   controller judges membership from the Raft configuration.
-//! - **Own ServiceAccount.** The pods need their own token for Kubernetes
-//!   service registration and auto-join (see [`super::rbac`]); the
-//!   controller's token is never mounted here.
+//! - **Own ServiceAccount, explicit token.** The pods need their own token
+//!   for Kubernetes service registration and auto-join (see
+//!   [`super::rbac`]); the controller's token is never mounted here. The
+//!   automatic mount is off and the pod spells out the same projected
+//!   volume at the standard path (token, the API server's CA, the
+//!   namespace), so what the pod holds is visible in the template and the
+//!   token lives an hour: 3600 s rather than the automatic 3607 s, which an
+//!   API server with `--service-account-extend-token-expiration` stretches
+//!   to a year. The kubelet replaces the file well before expiry; OpenBao's
+//!   service registration re-reads it when the API server refuses the old one.
 //! - **Spread by default.** Without `spec.scheduling.affinity` the pods
 //!   prefer distinct nodes, so one node failure costs at most one voter.
 
@@ -49,6 +56,14 @@ pub const OPENBAO_GID: i64 = 1000;
 
 /// Secret volumes are readable by the owner and the pod's fsGroup only.
 const SECRET_MODE: i32 = 0o440;
+
+/// Where in-cluster Kubernetes clients (OpenBao's service registration,
+/// go-discover's auto-join, the JWT auth's issuer CA) look for the token,
+/// `ca.crt` and `namespace`.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Lifetime of the pods' Kubernetes API token.
+pub const SERVICE_ACCOUNT_TOKEN_SECONDS: i64 = 3600;
 
 /// Query of the readiness probe: 200 for active and standby, 503 otherwise.
 pub const READINESS_QUERY: &str = "standbyok=true&sealedcode=503&uninitcode=503";
@@ -96,6 +111,15 @@ pub fn statefulset(cluster: &OpenBaoCluster, inputs: &Inputs) -> Result<Stateful
         json!({"name": "tmp", "mountPath": "/tmp"}),
     ];
     volumes.push(json!({"name": "tmp", "emptyDir": {}}));
+    // What the automatic mount would hold, spelled out (see the module docs).
+    volumes.push(json!({"name": "kube-api-access", "projected": {"sources": [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": SERVICE_ACCOUNT_TOKEN_SECONDS}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+    ]}}));
+    mounts.push(
+        json!({"name": "kube-api-access", "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": true}),
+    );
 
     if spec.tls.mode != TlsMode::Acme {
         let secret = match &spec.tls.external_secret_name {
@@ -314,7 +338,8 @@ pub fn statefulset(cluster: &OpenBaoCluster, inputs: &Inputs) -> Result<Stateful
     };
     let mut pod_spec = json!({
         "serviceAccountName": names::service_account(name),
-        "automountServiceAccountToken": true,
+        // The projected `kube-api-access` volume replaces the automatic mount.
+        "automountServiceAccountToken": false,
         "enableServiceLinks": false,
         "terminationGracePeriodSeconds": 30,
         "securityContext": {
@@ -444,6 +469,73 @@ mod tests {
             !text.contains("BAO_SELF_INIT"),
             "no request secrets after bootstrap"
         );
+    }
+
+    /// No automatic token; one explicit projected volume at the standard
+    /// path with an hour-long token for the API server's default audience,
+    /// the cluster CA and the namespace, in every stage of the cluster.
+    #[test]
+    fn pods_get_an_explicit_short_lived_api_token_at_the_standard_path() {
+        assert!(
+            crate::render::KUBE_CA_FILE.starts_with(&format!("{SERVICE_ACCOUNT_DIR}/")),
+            "the CA the config names is in the projected volume"
+        );
+        for (cluster, initialized) in [
+            (fixtures::development(), false),
+            (fixtures::development(), true),
+            (fixtures::full(), false),
+        ] {
+            let mut inputs = fixtures::inputs();
+            inputs.initialized = initialized;
+            let set = statefulset(&cluster, &inputs).unwrap();
+            let pod = set.spec.template.spec.unwrap();
+            assert_eq!(pod.automount_service_account_token, Some(false));
+            let name = cluster.metadata.name.as_deref().unwrap();
+            assert_eq!(
+                pod.service_account_name,
+                Some(names::service_account(name)),
+                "the cluster's own account, never the controller's"
+            );
+            let mounts: Vec<_> = pod.containers[0]
+                .volume_mounts
+                .iter()
+                .flatten()
+                .filter(|m| m.mount_path == SERVICE_ACCOUNT_DIR)
+                .collect();
+            assert_eq!(mounts.len(), 1);
+            assert_eq!(mounts[0].read_only, Some(true));
+            let volume = pod
+                .volumes
+                .iter()
+                .flatten()
+                .find(|v| v.name == mounts[0].name)
+                .unwrap();
+            let sources = volume.projected.as_ref().unwrap().sources.clone().unwrap();
+            assert_eq!(sources.len(), 3);
+            let token = sources[0].service_account_token.as_ref().unwrap();
+            assert_eq!(token.path, "token");
+            assert_eq!(token.expiration_seconds, Some(3600));
+            assert!(token.audience.is_none(), "the API server's own audience");
+            let ca = sources[1].config_map.as_ref().unwrap();
+            assert_eq!(ca.name, "kube-root-ca.crt");
+            let items = ca.items.as_ref().unwrap();
+            assert_eq!(
+                (items[0].key.as_str(), items[0].path.as_str()),
+                ("ca.crt", "ca.crt")
+            );
+            let namespace = &sources[2]
+                .downward_api
+                .as_ref()
+                .unwrap()
+                .items
+                .as_ref()
+                .unwrap()[0];
+            assert_eq!(namespace.path, "namespace");
+            assert_eq!(
+                namespace.field_ref.as_ref().unwrap().field_path,
+                "metadata.namespace"
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use controller::context::{Context, Settings};
 use controller::metrics::Metrics;
-use controller::openbao::Connector;
+use controller::openbao::{Connector, Credentials};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use lifecycle_types::OpenBaoCluster;
@@ -50,10 +50,18 @@ impl Drop for Running {
 impl Running {
     /// Starts the controller with `resolver` for OpenBao pod names.
     pub async fn start(plane: &ControlPlane, resolver: Arc<dyn reqwest::dns::Resolve>) -> Running {
+        Self::start_with(plane, resolver, |_| {}).await
+    }
+
+    /// [`Self::start`] with settings changed by `tune`.
+    pub async fn start_with(
+        plane: &ControlPlane,
+        resolver: Arc<dyn reqwest::dns::Resolve>,
+        tune: impl FnOnce(&mut Settings),
+    ) -> Running {
         test_support::install_crypto_provider();
         test_support::init_tracing();
         plane.allow_anonymous_issuer_discovery().await.unwrap();
-        let client = plane.client().await.unwrap();
         let token_dir = tempfile::tempdir().unwrap();
         let token_file = token_dir.path().join("token");
         let token = plane
@@ -66,25 +74,36 @@ impl Running {
             .await
             .unwrap();
         std::fs::write(&token_file, token).unwrap();
-        let settings = Settings {
-            operator_namespace: OPERATOR_NAMESPACE.into(),
-            service_account_issuer: plane.issuer().into(),
-            kube_ca_pem: plane.ca_pem.clone(),
-            // The API server's issuer is a loopback URL the pods cannot
-            // reach; its keys are served to them through the node agent's
-            // proxy under the in-cluster name.
-            jwks_url: Some("https://kubernetes.default.svc/openid/v1/jwks".into()),
-            openbao_token_file: token_file.clone(),
-            // Short, so the tests see converged reconciles repeat quickly.
-            resync: Duration::from_secs(3),
-            progress_interval: Duration::from_secs(2),
-        };
-        let ctx = Arc::new(Context::new(
-            client,
-            settings,
-            Connector::new(token_file.clone(), Some(resolver)),
-            Metrics::new(),
-        ));
+        let mut settings = Settings::new(
+            OPERATOR_NAMESPACE.into(),
+            plane.issuer().into(),
+            plane.ca_pem.clone(),
+            token_file.clone(),
+        );
+        // The API server's issuer is a loopback URL the pods cannot
+        // reach; its keys are served to them through the node agent's
+        // proxy under the in-cluster name.
+        settings.jwks_url = Some("https://kubernetes.default.svc/openid/v1/jwks".into());
+        // Short, so the tests see converged reconciles repeat quickly.
+        settings.resync = Duration::from_secs(3);
+        tune(&mut settings);
+        let ctx = Arc::new(
+            Context::new(
+                plane.config().await.unwrap(),
+                settings,
+                Connector::new(
+                    Credentials::new(
+                        plane.client().await.unwrap(),
+                        OPERATOR_NAMESPACE,
+                        OPERATOR_ACCOUNT,
+                        token_file.clone(),
+                    ),
+                    Some(resolver),
+                ),
+                Metrics::new(),
+            )
+            .unwrap(),
+        );
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(controller::run::run(ctx.clone(), async move {
             let _ = stopped.wait_for(|s| *s).await;

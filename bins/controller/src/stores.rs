@@ -1,0 +1,272 @@
+//! Watch caches of everything a reconcile reads from the API, so a steady
+//! reconcile reads nothing: owned objects and Secrets as metadata only
+//! (existence and resourceVersion), StatefulSets and pods with their large
+//! specs stripped (a reconcile needs their status and labels, never their
+//! pod templates). Managed fields are dropped from every cached object.
+//!
+//! With `--watch-namespaces`, each namespace has its own watch and cache: a
+//! reflector store holds the result of one list, so one store cannot serve
+//! two watches.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+/// Which namespaces the controller watches: every one, or a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Namespaces(Vec<String>),
+}
+
+impl Scope {
+    /// `[]` means every namespace.
+    pub fn from_list(namespaces: &[String]) -> Self {
+        let list: Vec<String> = namespaces
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if list.is_empty() {
+            Self::All
+        } else {
+            Self::Namespaces(list)
+        }
+    }
+
+    pub fn contains(&self, namespace: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Namespaces(list) => list.iter().any(|n| n == namespace),
+        }
+    }
+
+    /// One key per watch: `None` for every namespace.
+    pub fn keys(&self) -> Vec<Option<String>> {
+        match self {
+            Self::All => vec![None],
+            Self::Namespaces(list) => list.iter().cloned().map(Some).collect(),
+        }
+    }
+}
+
+/// One cached kind, one store per watched namespace (or one for all).
+#[derive(Debug, Clone)]
+pub struct Cache<K: Resource<DynamicType = ()> + Clone + 'static> {
+    stores: BTreeMap<Option<String>, Store<K>>,
+}
+
+/// What a cache knows of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Known {
+    /// The cache has listed its namespace and the object is not there.
+    Absent,
+    /// The object exists at this resourceVersion.
+    At(String),
+    /// The namespace is not cached (yet): ask the API.
+    Unknown,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + 'static> Default for Cache<K> {
+    fn default() -> Self {
+        Self {
+            stores: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K> Cache<K>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    /// Caches `events` as the scope `namespace`; the returned stream fills
+    /// the cache as it is polled and yields what changed.
+    fn watch<S>(&mut self, namespace: Option<&str>, events: S) -> Trigger<K>
+    where
+        K: Debug + Send + Sync,
+        S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    {
+        let (reader, writer) = reflector::store();
+        self.stores.insert(namespace.map(str::to_owned), reader);
+        events.reflect(writer).touched_objects().boxed()
+    }
+
+    fn store(&self, namespace: &str) -> Option<&Store<K>> {
+        self.stores
+            .get(&Some(namespace.to_owned()))
+            .or_else(|| self.stores.get(&None))
+    }
+
+    /// The cached object.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<K>> {
+        self.store(namespace)?
+            .get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// Existence and resourceVersion, as far as the cache knows.
+    pub fn known(&self, namespace: &str, name: &str) -> Known {
+        let Some(store) = self.store(namespace) else {
+            return Known::Unknown;
+        };
+        match store.get(&ObjectRef::new(name).within(namespace)) {
+            Some(object) => match object.meta().resource_version.clone() {
+                Some(version) => Known::At(version),
+                None => Known::Unknown,
+            },
+            // Before the first list completes an empty store proves nothing.
+            None if is_ready(store) => Known::Absent,
+            None => Known::Unknown,
+        }
+    }
+
+    /// Cached objects in `namespace` that carry `label=value`.
+    pub fn labelled(&self, namespace: &str, label: &str, value: &str) -> Vec<std::sync::Arc<K>> {
+        let Some(store) = self.store(namespace) else {
+            return Vec::new();
+        };
+        store
+            .state()
+            .into_iter()
+            .filter(|o| {
+                o.meta().namespace.as_deref() == Some(namespace)
+                    && o.labels().get(label).map(String::as_str) == Some(value)
+            })
+            .collect()
+    }
+
+    /// Waits until every store has listed once.
+    pub async fn ready(&self) {
+        for store in self.stores.values() {
+            let _ = store.wait_until_ready().await;
+        }
+    }
+}
+
+/// The store has completed its first list.
+fn is_ready<K: Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K>) -> bool {
+    use futures::FutureExt;
+    store
+        .wait_until_ready()
+        .now_or_never()
+        .is_some_and(|r| r.is_ok())
+}
+
+/// A trigger stream of one watched kind, to hand to the controller.
+pub type Trigger<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
+
+/// Watches `K` as metadata in one scope (`None`: every namespace) into
+/// `cache`; returns the watch as a trigger.
+pub fn metadata<K>(
+    cache: &mut Cache<PartialObjectMeta<K>>,
+    client: &kube::Client,
+    namespace: Option<&str>,
+    config: &watcher::Config,
+) -> Trigger<PartialObjectMeta<K>>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let events = watcher(
+        api::<PartialObjectMeta<K>>(client, namespace),
+        config.clone(),
+    )
+    .default_backoff()
+    .modify(|object: &mut PartialObjectMeta<K>| {
+        object.metadata.managed_fields = None;
+    });
+    cache.watch(namespace, events)
+}
+
+/// Watches StatefulSets in one scope, without their pod templates' specs.
+pub fn statefulsets(
+    cache: &mut Cache<StatefulSet>,
+    client: &kube::Client,
+    namespace: Option<&str>,
+    config: &watcher::Config,
+) -> Trigger<StatefulSet> {
+    let events = watcher(api::<StatefulSet>(client, namespace), config.clone())
+        .default_backoff()
+        .modify(strip_statefulset);
+    cache.watch(namespace, events)
+}
+
+/// Watches pods in one scope, without their specs.
+pub fn pods(
+    cache: &mut Cache<Pod>,
+    client: &kube::Client,
+    namespace: Option<&str>,
+    config: &watcher::Config,
+) -> Trigger<Pod> {
+    let events = watcher(api::<Pod>(client, namespace), config.clone())
+        .default_backoff()
+        .modify(strip_pod);
+    cache.watch(namespace, events)
+}
+
+/// What the reconcile reads of a StatefulSet: replicas, the template's
+/// annotations (the TLS hash) and status.
+pub fn strip_statefulset(set: &mut StatefulSet) {
+    set.metadata.managed_fields = None;
+    set.metadata.annotations = None;
+    set.spec.template.spec = None;
+    set.spec.volume_claim_templates = None;
+}
+
+/// What the reconcile reads of a pod: labels, deletion and status.
+pub fn strip_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+    pod.spec = None;
+}
+
+fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_list_means_every_namespace() {
+        assert_eq!(Scope::from_list(&[]), Scope::All);
+        assert_eq!(Scope::from_list(&[" ".into()]), Scope::All);
+        let two = Scope::from_list(&["a".into(), " b ".into()]);
+        assert!(two.contains("b") && !two.contains("c"));
+    }
+
+    #[test]
+    fn stripped_objects_keep_what_the_reconcile_reads() {
+        let mut pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "labels": {"a": "b"}, "managedFields": [{"manager": "x"}]},
+            "spec": {"containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Running"}
+        }))
+        .unwrap();
+        strip_pod(&mut pod);
+        assert!(pod.spec.is_none() && pod.metadata.managed_fields.is_none());
+        assert_eq!(pod.labels()["a"], "b");
+        assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Running"));
+    }
+}

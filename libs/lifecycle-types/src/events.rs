@@ -1,0 +1,23 @@
+//! Reasons and actions of the Events the controller publishes. Like
+//! condition reasons they are stable: tools and alerts match on them.
+
+/// Event reasons (what happened).
+pub mod reasons {
+    pub const AUTOPILOT_CONFIGURED: &str = "AutopilotConfigured";
+    pub const LEADER_STEPPED_DOWN: &str = "LeaderSteppedDown";
+    pub const RAFT_PEER_REMOVED: &str = "RaftPeerRemoved";
+    pub const POD_RESTARTED: &str = "PodRestarted";
+    pub const INITIALIZED: &str = "Initialized";
+    pub const ROOT_TOKEN_STORED: &str = "RootTokenStored";
+}
+
+/// Event actions (what the controller was doing).
+pub mod actions {
+    pub const CONFIGURE_AUTOPILOT: &str = "ConfigureAutopilot";
+    pub const SCALE_DOWN: &str = "ScaleDown";
+    pub const ROLLOUT: &str = "Rollout";
+    pub const INITIALIZE: &str = "Initialize";
+    pub const MANAGE_TLS: &str = "ManageTLS";
+    /// A reconcile failed; the reason is the error's.
+    pub const RECONCILE: &str = "Reconcile";
+}
