@@ -62,7 +62,6 @@ async fn converged(client: &kube::Client, name: &str, replicas: usize, within: D
 async fn start() -> (ControlPlane, kube::Client, NodeAgent) {
     let plane = ControlPlane::start().await.unwrap();
     plane.install_crds().await.unwrap();
-    plane.install_operator_roles().await.unwrap();
     let client = plane.client().await.unwrap();
     namespace(&client, NS).await;
     let agent = NodeAgent::start(&plane, NodeAgentOptions::default())

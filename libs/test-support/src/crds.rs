@@ -12,26 +12,57 @@ use kube::discovery::ApiResource;
 use crate::ControlPlane;
 use crate::wait::poll_until;
 
-/// The fixed ClusterRole the controller binds to each cluster's pods
-/// (shipped in `manifests/base`).
-const OPENBAO_PODS_CLUSTER_ROLE: &str =
-    include_str!("../../../manifests/base/openbao-pods-cluster-role.yaml");
+/// The RBAC kinds of the operator's install (`manifests/base`).
+const RBAC_KINDS: [&str; 6] = [
+    "Namespace",
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+];
 
 impl ControlPlane {
-    /// What the install manifests provide that a controller running in a
-    /// test (as the admin, outside the install) needs: the pods'
-    /// ClusterRole its RoleBindings reference.
-    pub async fn install_operator_roles(&self) -> anyhow::Result<()> {
-        let role: k8s_openapi::api::rbac::v1::ClusterRole =
-            serde_yaml_ng::from_str(OPENBAO_PODS_CLUSTER_ROLE)?;
-        let name = role.metadata.name.clone().unwrap_or_default();
-        Api::<k8s_openapi::api::rbac::v1::ClusterRole>::all(self.client().await?)
-            .patch(
+    /// The operator's namespace, ServiceAccount and RBAC exactly as
+    /// `manifests/base` ships them (rendered by the cached `kubectl
+    /// kustomize`), without its Deployment: a controller run by a test can
+    /// then act as that ServiceAccount and hold only what a user's install
+    /// grants it.
+    pub async fn install_operator_rbac(&self) -> anyhow::Result<()> {
+        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/base");
+        let output = std::process::Command::new(crate::tools::kubernetes("kubectl")?)
+            .arg("kustomize")
+            .arg(&base)
+            .output()?;
+        anyhow::ensure!(
+            output.status.success(),
+            "kubectl kustomize {} failed: {}",
+            base.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let client = self.client().await?;
+        for document in serde_yaml_ng::Deserializer::from_slice(&output.stdout) {
+            let object: DynamicObject = serde::Deserialize::deserialize(document)?;
+            let Some(types) = object.types.clone() else {
+                continue;
+            };
+            if !RBAC_KINDS.contains(&types.kind.as_str()) {
+                continue;
+            }
+            let gvk = GroupVersionKind::try_from(&types)?;
+            let resource = ApiResource::from_gvk(&gvk);
+            let name = object.metadata.name.clone().unwrap_or_default();
+            let api: Api<DynamicObject> = match &object.metadata.namespace {
+                Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+                None => Api::all_with(client.clone(), &resource),
+            };
+            api.patch(
                 &name,
                 &PatchParams::apply("test-support").force(),
-                &Patch::Apply(&role),
+                &Patch::Apply(&object),
             )
             .await?;
+        }
         Ok(())
     }
 

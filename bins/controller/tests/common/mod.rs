@@ -87,9 +87,22 @@ impl Running {
         // Short, so the tests see converged reconciles repeat quickly.
         settings.resync = Duration::from_secs(3);
         tune(&mut settings);
+        // The controller acts as its ServiceAccount with the shipped RBAC
+        // (the admin impersonates it), so every test proves the install's
+        // least-privilege role is enough.
+        plane.install_operator_rbac().await.unwrap();
+        let mut config = plane.config().await.unwrap();
+        config.auth_info.impersonate = Some(format!(
+            "system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
+        ));
+        config.auth_info.impersonate_groups = Some(vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{OPERATOR_NAMESPACE}"),
+            "system:authenticated".into(),
+        ]);
         let ctx = Arc::new(
             Context::new(
-                plane.config().await.unwrap(),
+                config,
                 settings,
                 Connector::new(
                     Credentials::new(

@@ -65,7 +65,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let plane = ControlPlane::start().await?;
     let client = plane.client().await?;
     plane.install_crds().await?;
-    plane.install_operator_roles().await?;
+    plane.install_operator_rbac().await?;
     for crd in lifecycle_types::crds() {
         println!("installed CRD {}", crd.metadata.name.unwrap_or_default());
     }
