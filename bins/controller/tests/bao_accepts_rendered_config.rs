@@ -41,6 +41,7 @@ fn sample(file: &str) -> OpenBaoCluster {
 /// A server started from rendered files, with a client that trusts its CA.
 struct Server {
     process: ManagedProcess,
+    audit_dir: String,
     addr: String,
     http: reqwest::Client,
     _dir: EnvDir,
@@ -151,10 +152,16 @@ impl Server {
             .unwrap();
         Self {
             process,
+            audit_dir: paths.audit_dir.clone(),
             addr,
             http,
             _dir: dir,
         }
+    }
+
+    /// A file the rendered audit folder holds.
+    fn audit_file(&self, name: &str) -> std::path::PathBuf {
+        Path::new(&self.audit_dir).join(name)
     }
 
     async fn call(
@@ -256,7 +263,29 @@ async fn a_self_init_config_initializes_the_cluster_without_a_root_token() {
     // method is configured through OIDC discovery as in production.
     let plane = ControlPlane::start().await.unwrap();
     plane.allow_anonymous_issuer_discovery().await.unwrap();
-    let cluster = sample("openbaocluster-hardened.yaml");
+    let mut cluster = sample("openbaocluster-hardened.yaml");
+    // Every optional configuration field at least once, on a node that
+    // unseals (audit devices are set up only after unsealing, where OpenBao
+    // refuses what it does not allow: a prefix, for one). Syslog is left
+    // out: no syslog daemon runs here.
+    let audit_sink = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sink_address = audit_sink.local_addr().unwrap().to_string();
+    cluster.spec.configuration.ui = true;
+    cluster.spec.configuration.log_level = lifecycle_types::cluster::LogLevel::Debug;
+    cluster.spec.configuration.raft.performance_multiplier = Some(2);
+    let mut every_option = file_audit("every-option", "/openbao/audit/every-option.log");
+    every_option.format = Some(lifecycle_types::cluster::AuditFormat::Json);
+    every_option.log_raw = Some(false);
+    every_option.hmac_accessor = Some(true);
+    let mut socket = file_audit("socket", "");
+    socket.type_ = AuditType::Socket;
+    socket.file = None;
+    socket.socket = Some(lifecycle_types::cluster::SocketAudit {
+        address: sink_address,
+        socket_type: lifecycle_types::cluster::SocketType::default(),
+        write_timeout: Some("2s".into()),
+    });
+    cluster.spec.configuration.audit = vec![every_option, socket];
     let issuer = plane.issuer().to_owned();
     let ca_pem = plane.ca_pem.clone();
     let password = "correct horse battery staple";
@@ -291,6 +320,23 @@ async fn a_self_init_config_initializes_the_cluster_without_a_root_token() {
         .await
         .unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");
+    // Both audit devices took entries: OpenBao accepted every option.
+    audit_sink.set_nonblocking(false).unwrap();
+    let (mut stream, _) = audit_sink.accept().unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut first = [0u8; 64];
+    let read = std::io::Read::read(&mut stream, &mut first).unwrap();
+    assert!(
+        first[..read].starts_with(b"{"),
+        "the socket device sent no JSON entry"
+    );
+    let logged = std::fs::read_to_string(server.audit_file("every-option.log")).unwrap();
+    assert!(
+        logged.lines().any(|l| l.contains("\"type\":\"response\"")),
+        "{logged}"
+    );
     let admin = body["auth"]["client_token"].as_str().unwrap().to_owned();
     // ...and no root token survived: the admin's is the only token left.
     let (status, body) = server
@@ -305,16 +351,44 @@ async fn a_self_init_config_initializes_the_cluster_without_a_root_token() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["keys"].as_array().unwrap().len(), 1, "{body}");
 
-    // The controller logs in with its own projected token and holds only its policy.
-    let jwt = plane
-        .service_account_token(
-            "openbao-system",
-            "openbao-operator",
-            "openbao-internal",
-            Duration::from_secs(600),
+    // The controller logs in with the token it mints for this cluster (the
+    // audience names the cluster) and holds only its policy; its legacy
+    // projected token is refused.
+    let audience = lifecycle_types::identities::controller_audience(
+        "team-a",
+        cluster.metadata.name.as_deref().unwrap(),
+        cluster.metadata.uid.as_deref().unwrap(),
+    );
+    let mint = |audience: String| {
+        let plane = &plane;
+        async move {
+            plane
+                .service_account_token(
+                    "openbao-system",
+                    "openbao-operator",
+                    &audience,
+                    Duration::from_secs(600),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let legacy = mint("openbao-internal".into()).await;
+    let (status, _) = server
+        .call(
+            reqwest::Method::POST,
+            "auth/jwt/login",
+            None,
+            Some(json!({"role": "openbao-operator", "jwt": legacy})),
         )
         .await
         .unwrap();
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a token for any cluster must be refused"
+    );
+    let jwt = mint(audience).await;
     let (status, body) = server
         .call(
             reqwest::Method::POST,
