@@ -68,6 +68,7 @@ async fn run_scope(
     };
     let cluster_stream = watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(|cluster: &mut OpenBaoCluster| cluster.metadata.managed_fields = None)
         .reflect(writer)
         .inspect(on_event)
         .touched_objects();

@@ -15,6 +15,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -186,10 +187,19 @@ where
         config.clone(),
     )
     .default_backoff()
-    .modify(|object: &mut PartialObjectMeta<K>| {
-        object.metadata.managed_fields = None;
-    });
+    .modify(|object: &mut PartialObjectMeta<K>| strip_metadata(&mut object.metadata));
     cache.watch(namespace, events)
+}
+
+/// What a reconcile reads of a cached object's metadata: name, version,
+/// labels and owners, and of annotations only the seal key's id. Any other
+/// annotation goes: on a user's Secret a client's last-applied annotation
+/// can hold the whole Secret, which the controller has no reason to keep.
+pub fn strip_metadata(metadata: &mut ObjectMeta) {
+    metadata.managed_fields = None;
+    if let Some(annotations) = metadata.annotations.as_mut() {
+        annotations.retain(|key, _| key == lifecycle_types::labels::SEAL_KEY_ID);
+    }
 }
 
 /// Watches StatefulSets in one scope, without their pod templates' specs.

@@ -14,7 +14,13 @@
 //!   controller keeps working on the legacy login and changes nothing;
 //! - a cluster with a custom `spec.selfInit.oidc.audience`, bootstrapped
 //!   with exactly the writes the operator renders, is usable by the
-//!   controller, and its Job identities log in with the custom audience.
+//!   controller, and its Job identities log in with the custom audience;
+//! - signing-key rotation: after the API server restarts with a new
+//!   service-account signing key (the old public key kept), tokens signed
+//!   with the new key log in at the same running OpenBao, unchanged (it
+//!   fetches the issuer's keys live, by OIDC discovery or a `jwks_url`, as
+//!   the operator renders either), tokens signed before still log in, and
+//!   the controller keeps managing the cluster.
 
 // A test fails loudly on any unexpected error.
 #![allow(clippy::unwrap_used)]
@@ -22,7 +28,10 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use controller::openbao::{ClusterLogin, Credentials};
 use controller::render::Inputs;
@@ -32,7 +41,7 @@ use lifecycle_types::OpenBaoCluster;
 use lifecycle_types::identities::{
     Identity, JWT_AUTH_MOUNT, SubjectVars, controller_audience, jwt_role,
 };
-use openbao_client::{Client, ClientConfig, Credential, Error, Login};
+use openbao_client::{Client, ClientConfig, Credential, Error, Login, RetryPolicy};
 use reqwest::Method;
 use serde_json::{Value, json};
 use test_support::{BaoCluster, BaoClusterOptions, ControlPlane};
@@ -141,6 +150,39 @@ fn assert_denied(result: Result<Option<Value>, Error>, what: &str) {
     match result {
         Err(Error::PermissionDenied { .. }) => {}
         other => panic!("{what}: expected permission denied, got {other:?}"),
+    }
+}
+
+/// Creates the OpenBaoCluster `NS/name` with `spec` and returns it as the
+/// API server stores it (defaults applied, metadata.uid set).
+async fn stored_cluster(plane: &ControlPlane, name: &str, spec: Value) -> OpenBaoCluster {
+    plane.install_crds().await.unwrap();
+    plane.allow_anonymous_issuer_discovery().await.unwrap();
+    let kube = plane.client().await.unwrap();
+    common::namespace(&kube, NS).await;
+    common::apply_cluster(&kube, NS, name, spec).await;
+    Api::<OpenBaoCluster>::namespaced(kube, NS)
+        .get(name)
+        .await
+        .unwrap()
+}
+
+/// Bootstraps `bao` with exactly the writes the operator renders for
+/// `cluster` (the Development sys/init path sends them over the API;
+/// self-init puts the same list in its initialize blocks).
+async fn bootstrap_as_rendered(
+    bao: &BaoCluster,
+    plane: &ControlPlane,
+    cluster: &OpenBaoCluster,
+    inputs: &Inputs,
+) {
+    let ca = KubeCa::Pem(plane.ca_pem.clone());
+    for (_, requests) in operator_requests(cluster, inputs, &ca).unwrap() {
+        for request in requests {
+            bao.expect_ok(0, Method::POST, &request.path, request.data)
+                .await
+                .unwrap();
+        }
     }
 }
 
@@ -365,13 +407,8 @@ async fn tokens_are_per_cluster_and_old_roles_migrate_without_a_root_token() {
 async fn a_custom_self_init_audience_no_longer_locks_the_controller_out() {
     test_support::install_crypto_provider();
     let plane = ControlPlane::start().await.unwrap();
-    plane.install_crds().await.unwrap();
-    plane.allow_anonymous_issuer_discovery().await.unwrap();
-    let kube = plane.client().await.unwrap();
-    common::namespace(&kube, NS).await;
-    common::apply_cluster(
-        &kube,
-        NS,
+    let cluster = stored_cluster(
+        &plane,
         "prod",
         json!({
             "version": "2.7.2",
@@ -381,26 +418,12 @@ async fn a_custom_self_init_audience_no_longer_locks_the_controller_out() {
         }),
     )
     .await;
-    let cluster = Api::<OpenBaoCluster>::namespaced(kube.clone(), NS)
-        .get("prod")
-        .await
-        .unwrap();
     assert_eq!(cluster.spec.self_init.oidc.audience, "bao-prod");
     let uid = cluster.metadata.uid.clone().unwrap();
 
-    // Bootstrap OpenBao with exactly the writes the operator renders (the
-    // Development sys/init path sends them over the API; self-init puts
-    // the same list in its initialize blocks).
     let bao = one_node().await;
     let inputs = Inputs::in_pod(OPERATOR_NAMESPACE, plane.issuer());
-    let ca = KubeCa::Pem(plane.ca_pem.clone());
-    for (_, requests) in operator_requests(&cluster, &inputs, &ca).unwrap() {
-        for request in requests {
-            bao.expect_ok(0, Method::POST, &request.path, request.data)
-                .await
-                .unwrap();
-        }
-    }
+    bootstrap_as_rendered(&bao, &plane, &cluster, &inputs).await;
 
     // The controller's role works: its per-cluster token, not the Jobs'
     // custom audience, which it could not present before.
@@ -446,4 +469,197 @@ async fn a_custom_self_init_audience_no_longer_locks_the_controller_out() {
         read_role(&bao, &format!("auth/{JWT_AUTH_MOUNT}/role/{}", backup.name)).await["bound_audiences"],
         json!(["bao-prod"])
     );
+}
+
+/// The `kid` of a JWT's header (the header only is decoded; the token is
+/// never shown).
+fn key_id(jwt: &str) -> String {
+    let header = jwt.split('.').next().unwrap_or_default();
+    let header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).expect("a JWT header")).unwrap();
+    header["kid"]
+        .as_str()
+        .expect("a kid in the header")
+        .to_owned()
+}
+
+/// The key ids in the issuer's JWKS, as OpenBao fetches it.
+async fn jwks_key_ids(plane: &ControlPlane) -> Vec<String> {
+    let request = http::Request::get("/openid/v1/jwks")
+        .body(Vec::new())
+        .unwrap();
+    let text = plane
+        .client()
+        .await
+        .unwrap()
+        .request_text(request)
+        .await
+        .unwrap();
+    let jwks: Value = serde_json::from_str(&text).unwrap();
+    let mut ids: Vec<String> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["kid"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A direct login with `jwt`, tried exactly once (no client retry).
+async fn login_once(bao: &BaoCluster, jwt: &str) -> Result<(), Error> {
+    let mut config = ClientConfig::new(&bao.addr(0))
+        .unwrap()
+        .with_retry(RetryPolicy::none());
+    if let Some(ca) = bao.ca_pem() {
+        config = config.with_ca_pem(ca);
+    }
+    Client::new(config)
+        .unwrap()
+        .login(&Login::jwt(ROLE, Credential::value(jwt)))
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_service_account_signing_key_keeps_the_controller_logged_in() {
+    test_support::install_crypto_provider();
+    let mut plane = ControlPlane::start().await.unwrap();
+    let cluster = stored_cluster(
+        &plane,
+        "rotated",
+        json!({"version": "2.7.2", "replicas": 1, "profile": "Development"}),
+    )
+    .await;
+    let uid = cluster.metadata.uid.clone().unwrap();
+    let audience = controller_audience(NS, "rotated", &uid);
+
+    // The two JWT configurations the operator renders: OIDC discovery of
+    // the issuer (the default) and a JWKS URL (--oidc-jwks-url, for pods
+    // that cannot reach the issuer URL), both with the API server's CA.
+    let (discovery, jwks) = tokio::join!(one_node(), one_node());
+    let mut inputs = Inputs::in_pod(OPERATOR_NAMESPACE, plane.issuer());
+    bootstrap_as_rendered(&discovery, &plane, &cluster, &inputs).await;
+    inputs.jwks_url = Some(format!("{}/openid/v1/jwks", plane.issuer()));
+    bootstrap_as_rendered(&jwks, &plane, &cluster, &inputs).await;
+    let servers = [("oidc_discovery_url", &discovery), ("jwks_url", &jwks)];
+    let config_path = format!("auth/{JWT_AUTH_MOUNT}/config");
+    let mut configs = Vec::new();
+    for (key, bao) in servers {
+        let config = read_role(bao, &config_path).await;
+        assert!(config[key].is_string(), "{key} not rendered: {config}");
+        configs.push(config);
+    }
+
+    // Before: the controller logs in at both, and so does a token of its
+    // ServiceAccount for this cluster.
+    let dir = tempfile::tempdir().unwrap();
+    let (credentials, _) = credentials(&plane, &dir).await;
+    let kept: Vec<ClusterLogin> = servers
+        .iter()
+        .map(|_| ClusterLogin::new(credentials.clone(), NS, "rotated", &uid))
+        .collect();
+    for ((_, bao), login) in servers.iter().zip(&kept) {
+        let controller = login.client(client_for(bao)).await.unwrap();
+        controller.raft_configuration().await.unwrap();
+    }
+    let old_token = plane
+        .service_account_token(
+            OPERATOR_NAMESPACE,
+            OPERATOR_ACCOUNT,
+            &audience,
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    let old_kid = key_id(&old_token);
+    assert_eq!(jwks_key_ids(&plane).await, std::slice::from_ref(&old_kid));
+    for (_, bao) in servers {
+        login_once(bao, &old_token).await.unwrap();
+    }
+    let old_pid = plane.pids()[1];
+
+    // Rotate: the API server restarts with a new signing key and both
+    // public keys.
+    let rotating = Instant::now();
+    plane.rotate_service_account_signing_key().await.unwrap();
+    eprintln!(
+        "kube-apiserver restarted with a new signing key and ready in {:?}",
+        rotating.elapsed()
+    );
+    assert_ne!(plane.pids()[1], old_pid, "a new kube-apiserver process");
+    assert!(!test_support::process::pid_alive(old_pid));
+
+    // New tokens carry the new key; the JWKS serves both.
+    let new_token = plane
+        .service_account_token(
+            OPERATOR_NAMESPACE,
+            OPERATOR_ACCOUNT,
+            &audience,
+            Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    let new_kid = key_id(&new_token);
+    assert_ne!(new_kid, old_kid, "new tokens are signed with the new key");
+    let mut both = vec![old_kid.clone(), new_kid.clone()];
+    both.sort();
+    assert_eq!(jwks_key_ids(&plane).await, both);
+
+    for (((key, bao), login), config) in servers.iter().zip(&kept).zip(&configs) {
+        // A token of the new key logs in at the running OpenBao at the
+        // first try: its JWT auth fetches the unknown key id live.
+        let first = Instant::now();
+        let result = login_once(bao, &new_token).await;
+        eprintln!(
+            "{key}: first login with a new-key token (kid unknown to OpenBao so far): {} in {:?}",
+            if result.is_ok() {
+                "accepted"
+            } else {
+                "refused"
+            },
+            first.elapsed()
+        );
+        if let Err(error) = &result {
+            assert!(!error.to_string().contains("eyJ"), "a JWT in: {error}");
+        }
+        result.unwrap_or_else(|e| panic!("{key}: the new key was not picked up live: {e}"));
+
+        // The controller: a fresh login (a token minted now, so signed
+        // with the new key, through the same Credentials and API client as
+        // before the restart), then work that needs it.
+        let fresh = ClusterLogin::new(credentials.clone(), NS, "rotated", &uid);
+        let controller = fresh.client(client_for(bao)).await.unwrap();
+        controller.raft_configuration().await.unwrap();
+        controller.autopilot_configuration().await.unwrap();
+        let info = controller.lookup_self().await.unwrap();
+        assert!(
+            info.policies.iter().any(|p| p == "openbao-operator"),
+            "{info:?}"
+        );
+
+        // Tokens signed before the rotation still log in: the old key is
+        // still served. The kept login logs in again with the token it
+        // minted before the rotation.
+        login_once(bao, &old_token).await.unwrap();
+        login.forget();
+        login
+            .client(client_for(bao))
+            .await
+            .unwrap()
+            .raft_configuration()
+            .await
+            .unwrap();
+
+        // Nothing was reconfigured.
+        assert_eq!(&read_role(bao, &config_path).await, config, "{key}");
+    }
+
+    // The restarted API server stops with the control plane.
+    let pids = plane.pids();
+    assert_eq!(pids.len(), 3);
+    drop(plane);
+    for pid in pids {
+        assert!(!test_support::process::pid_alive(pid), "pid {pid} survived");
+    }
 }

@@ -1,7 +1,8 @@
 //! A real Kubernetes control plane on loopback: etcd, kube-apiserver and
 //! kube-controller-manager, with generated certificates and a
 //! service-account issuer whose discovery document and JWKS are served by
-//! the API server itself.
+//! the API server itself. The API server can be restarted with a new
+//! service-account signing key ([`ControlPlane::rotate_service_account_signing_key`]).
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -38,7 +39,25 @@ pub struct ControlPlane {
     pub kubeconfig_path: PathBuf,
     /// PEM of the CA that signed the API server's certificate.
     pub ca_pem: String,
+    /// How the API server is started (kept for restarts).
+    apiserver_setup: ApiServerSetup,
     dir: EnvDir,
+}
+
+/// Everything the API server is started with, so it can be restarted on
+/// the same etcd, port, certificates and issuer.
+#[derive(Debug)]
+struct ApiServerSetup {
+    etcd_url: String,
+    port: u16,
+    pki: PathBuf,
+    /// Every public key tokens are verified with (and the JWKS serves),
+    /// oldest first.
+    public_keys: Vec<PathBuf>,
+    /// The private key new tokens are signed with.
+    signing_key: PathBuf,
+    /// How many times the API server was started (names its log file).
+    starts: u32,
 }
 
 /// Names of the processes a control plane runs, in start order.
@@ -83,39 +102,15 @@ impl ControlPlane {
 
         let port = free_port(LOCALHOST)?;
         let server_url = format!("https://127.0.0.1:{port}");
-        let apiserver = ManagedProcess::spawn(
-            "kube-apiserver",
-            &tools::kubernetes("kube-apiserver")?,
-            &args(&[
-                ("etcd-servers", &etcd_url),
-                ("bind-address", "127.0.0.1"),
-                ("advertise-address", "127.0.0.1"),
-                // The API server refuses to publish a loopback address as the
-                // `kubernetes` Service endpoint; nothing here needs it.
-                ("endpoint-reconciler-type", "none"),
-                ("secure-port", &port.to_string()),
-                ("cert-dir", &path_str(&root.join("apiserver-certs"))),
-                ("tls-cert-file", &path_str(&pki.join("apiserver.crt"))),
-                (
-                    "tls-private-key-file",
-                    &path_str(&pki.join("apiserver.key")),
-                ),
-                ("client-ca-file", &path_str(&pki.join("ca.crt"))),
-                ("service-account-issuer", &server_url),
-                ("service-account-key-file", &path_str(&pki.join("sa.pub"))),
-                (
-                    "service-account-signing-key-file",
-                    &path_str(&pki.join("sa.key")),
-                ),
-                ("service-cluster-ip-range", SERVICE_CIDR),
-                ("authorization-mode", "Node,RBAC"),
-                ("allow-privileged", "true"),
-                ("profiling", "false"),
-                ("event-ttl", "1h"),
-            ]),
-            &[],
-            &root.join("kube-apiserver.log"),
-        )?;
+        let mut apiserver_setup = ApiServerSetup {
+            etcd_url,
+            port,
+            pki: pki.clone(),
+            public_keys: vec![pki.join("sa.pub")],
+            signing_key: pki.join("sa.key"),
+            starts: 0,
+        };
+        let apiserver = apiserver_setup.spawn(&root)?;
 
         let mut plane = PartialPlane {
             etcd,
@@ -163,6 +158,7 @@ impl ControlPlane {
             server_url,
             kubeconfig_path,
             ca_pem: std::fs::read_to_string(pki.join("ca.crt"))?,
+            apiserver_setup,
             dir,
         };
         control_plane.wait_controller_manager().await?;
@@ -195,6 +191,47 @@ impl ControlPlane {
     /// The service-account issuer (the API server URL).
     pub fn issuer(&self) -> &str {
         &self.server_url
+    }
+
+    /// Restarts the API server with a new service-account signing key,
+    /// generated like the first one, on the same etcd, port, serving
+    /// certificates and issuer. Every earlier public key stays in
+    /// `--service-account-key-file` (and so in the issuer's JWKS), so tokens
+    /// signed before still verify; tokens issued from now on carry the new
+    /// key's `kid`. Returns once the new API server answers `/readyz`.
+    ///
+    /// The controller-manager keeps running (it reconnects) and keeps its
+    /// `--service-account-private-key-file`: it only signs legacy Secret
+    /// tokens, which the kept old public key still verifies.
+    pub async fn rotate_service_account_signing_key(&mut self) -> anyhow::Result<()> {
+        let setup = &mut self.apiserver_setup;
+        let generation = setup.public_keys.len();
+        let (key, public) = signing_key_pair()?;
+        let key_path = setup.pki.join(format!("sa-{generation}.key"));
+        let public_path = setup.pki.join(format!("sa-{generation}.pub"));
+        std::fs::write(&key_path, key)?;
+        std::fs::write(&public_path, public)?;
+
+        // The old process must be gone before the new one binds the port.
+        // It is killed, not drained: after SIGTERM kube-apiserver 1.37
+        // stopped its controllers at once but was still running 30 s later
+        // (measured, with the controller-manager's watches open), and it
+        // keeps no state of its own (etcd does).
+        self.apiserver.stop(Duration::ZERO);
+
+        setup.public_keys.push(public_path);
+        setup.signing_key = key_path;
+        // Replacing the field drops the stopped process; the new one is
+        // stopped with the control plane like the first.
+        self.apiserver = setup.spawn(self.dir.path())?;
+        wait_apiserver_ready(
+            &mut self.apiserver,
+            &mut self.etcd,
+            &self.kubeconfig_path,
+            &self.server_url,
+            self.dir.path(),
+        )
+        .await
     }
 
     // The controller-manager is working once its service-account controller
@@ -232,29 +269,100 @@ struct PartialPlane {
 
 impl PartialPlane {
     async fn wait_ready(&mut self, kubeconfig: &Path) -> anyhow::Result<()> {
-        let client = client_from(kubeconfig).await?;
-        let (apiserver, etcd) = (&mut self.apiserver, &mut self.etcd);
-        let url = self.server_url.clone();
-        poll_until(Duration::from_secs(90), "kube-apiserver /readyz", || {
-            let client = client.clone();
-            let running = apiserver.is_running() && etcd.is_running();
-            let tail = format!(
-                "kube-apiserver:\n{}\netcd:\n{}",
-                apiserver.log_tail(15),
-                etcd.log_tail(15)
-            );
-            async move {
-                anyhow::ensure!(running, "a control-plane process exited:\n{tail}");
-                let request = http::Request::get("/readyz").body(Vec::new())?;
-                Ok(client
-                    .request_text(request)
-                    .await
-                    .is_ok_and(|body| body == "ok"))
-            }
-        })
+        wait_apiserver_ready(
+            &mut self.apiserver,
+            &mut self.etcd,
+            kubeconfig,
+            &self.server_url,
+            &self.root,
+        )
         .await
-        .with_context(|| format!("API server {url} (files in {})", self.root.display()))
     }
+}
+
+impl ApiServerSetup {
+    /// Starts kube-apiserver with this setup, logging to
+    /// `kube-apiserver.log` (the first start) or `kube-apiserver-<n>.log`.
+    fn spawn(&mut self, root: &Path) -> anyhow::Result<ManagedProcess> {
+        let pki = &self.pki;
+        let server_url = format!("https://127.0.0.1:{}", self.port);
+        let port = self.port.to_string();
+        let cert_dir = path_str(&root.join("apiserver-certs"));
+        let tls_cert = path_str(&pki.join("apiserver.crt"));
+        let tls_key = path_str(&pki.join("apiserver.key"));
+        let client_ca = path_str(&pki.join("ca.crt"));
+        let signing_key = path_str(&self.signing_key);
+        let public_keys: Vec<String> = self.public_keys.iter().map(|p| path_str(p)).collect();
+        let mut pairs = vec![
+            ("etcd-servers", self.etcd_url.as_str()),
+            ("bind-address", "127.0.0.1"),
+            ("advertise-address", "127.0.0.1"),
+            // The API server refuses to publish a loopback address as the
+            // `kubernetes` Service endpoint; nothing here needs it.
+            ("endpoint-reconciler-type", "none"),
+            ("secure-port", &port),
+            ("cert-dir", &cert_dir),
+            ("tls-cert-file", &tls_cert),
+            ("tls-private-key-file", &tls_key),
+            ("client-ca-file", &client_ca),
+            ("service-account-issuer", &server_url),
+            ("service-account-signing-key-file", &signing_key),
+            ("service-cluster-ip-range", SERVICE_CIDR),
+            ("authorization-mode", "Node,RBAC"),
+            ("allow-privileged", "true"),
+            ("profiling", "false"),
+            ("event-ttl", "1h"),
+        ];
+        // Repeated: every key verifies tokens and is served in the JWKS.
+        pairs.extend(
+            public_keys
+                .iter()
+                .map(|key| ("service-account-key-file", key.as_str())),
+        );
+        self.starts += 1;
+        let log = match self.starts {
+            1 => root.join("kube-apiserver.log"),
+            n => root.join(format!("kube-apiserver-{n}.log")),
+        };
+        ManagedProcess::spawn(
+            "kube-apiserver",
+            &tools::kubernetes("kube-apiserver")?,
+            &args(&pairs),
+            &[],
+            &log,
+        )
+    }
+}
+
+/// Waits until the API server at `url` answers `/readyz` with `ok`, failing
+/// at once if it or etcd exits.
+async fn wait_apiserver_ready(
+    apiserver: &mut ManagedProcess,
+    etcd: &mut ManagedProcess,
+    kubeconfig: &Path,
+    url: &str,
+    root: &Path,
+) -> anyhow::Result<()> {
+    let client = client_from(kubeconfig).await?;
+    poll_until(Duration::from_secs(90), "kube-apiserver /readyz", || {
+        let client = client.clone();
+        let running = apiserver.is_running() && etcd.is_running();
+        let tail = format!(
+            "kube-apiserver:\n{}\netcd:\n{}",
+            apiserver.log_tail(15),
+            etcd.log_tail(15)
+        );
+        async move {
+            anyhow::ensure!(running, "a control-plane process exited:\n{tail}");
+            let request = http::Request::get("/readyz").body(Vec::new())?;
+            Ok(client
+                .request_text(request)
+                .await
+                .is_ok_and(|body| body == "ok"))
+        }
+    })
+    .await
+    .with_context(|| format!("API server {url} (files in {})", root.display()))
 }
 
 /// A client from a kubeconfig file.

@@ -115,10 +115,11 @@ async fn secret_data(
     {
         return Ok(Some(secret.clone()));
     }
-    let Some(secret) = ctx.applier.get::<Secret>(namespace, name).await? else {
+    let Some(mut secret) = ctx.applier.get::<Secret>(namespace, name).await? else {
         lock(&state.secrets).remove(name);
         return Ok(None);
     };
+    crate::stores::strip_metadata(&mut secret.metadata);
     let secret = Arc::new(secret);
     if let Some(version) = secret.resource_version() {
         lock(&state.secrets).insert(name.to_owned(), (version, secret.clone()));

@@ -56,6 +56,8 @@ enum Next {
     Steady,
     /// Something is in motion: look again soon.
     Soon,
+    /// Only the first status was written: go on as soon as a slot is free.
+    Now,
 }
 
 /// The entry point `kube::runtime::Controller` calls.
@@ -88,6 +90,7 @@ pub async fn reconcile(
     result.map(|next| match next {
         Next::Steady => Action::requeue(ctx.settings.resync),
         Next::Soon => Action::requeue(ctx.settings.progress_interval),
+        Next::Now => Action::requeue(std::time::Duration::ZERO),
     })
 }
 
@@ -231,10 +234,13 @@ async fn reconcile_inner(
     }
 
     // A new cluster shows a phase at once, before the slow steps (keys,
-    // certificates, OpenBao calls).
+    // certificates, OpenBao calls): this pass only writes it and queues the
+    // cluster again behind every other new cluster, so many new clusters
+    // all get a first status before any gets the slow steps.
     if cluster.status.is_none() && !std::mem::replace(&mut *lock(&state.first_status_written), true)
     {
         patch_status(ctx, cluster, &status::first(cluster)).await?;
+        return Ok(Next::Now);
     }
 
     let paused = cluster.spec.paused;
