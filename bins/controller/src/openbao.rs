@@ -348,7 +348,7 @@ impl ClusterLogin {
 pub struct ClusterConnection {
     address: ClusterAddress,
     client: Client,
-    login: Option<ClusterLogin>,
+    login: ClusterLogin,
 }
 
 impl std::fmt::Debug for ClusterConnection {
@@ -374,15 +374,6 @@ impl Connector {
         &self.credentials
     }
 
-    /// A new connection to `address` without a controller login (health
-    /// and init only), built on a blocking thread.
-    pub async fn connect(
-        &self,
-        address: ClusterAddress,
-    ) -> openbao_client::Result<Arc<ClusterConnection>> {
-        self.build(address, None).await
-    }
-
     /// A new connection to the cluster with metadata.uid `uid` at
     /// `address`, with the controller's login for that cluster.
     pub async fn connect_cluster(
@@ -396,14 +387,6 @@ impl Connector {
             &address.name,
             uid,
         );
-        self.build(address, Some(login)).await
-    }
-
-    async fn build(
-        &self,
-        address: ClusterAddress,
-        login: Option<ClusterLogin>,
-    ) -> openbao_client::Result<Arc<ClusterConnection>> {
         let timeout = self.timeout;
         let resolver = self.resolver.clone();
         let first_pod = address.pod_url(&format!("{}-0", names::statefulset(&address.name)));
@@ -439,8 +422,8 @@ impl ClusterConnection {
     }
 
     /// The audience the controller's tokens for this cluster carry.
-    pub fn audience(&self) -> Option<&str> {
-        self.login.as_ref().map(ClusterLogin::audience)
+    pub fn audience(&self) -> &str {
+        self.login.audience()
     }
 
     /// An unauthenticated client for one pod (health, init), sharing the
@@ -457,19 +440,12 @@ impl ClusterConnection {
     /// A client for `pod` carrying the controller's token, logging in with
     /// the controller's JWT role when no fresh login is kept.
     pub async fn logged_in(&self, pod: &str) -> openbao_client::Result<Client> {
-        let login = self.login.as_ref().ok_or_else(|| {
-            Error::Config(
-                "this connection was built without the cluster's uid, so the controller cannot log in (use Connector::connect_cluster)".into(),
-            )
-        })?;
-        login.client(self.pod(pod)?).await
+        self.login.client(self.pod(pod)?).await
     }
 
     /// Drops the kept login (after OpenBao refused it).
     pub fn forget_login(&self) {
-        if let Some(login) = &self.login {
-            login.forget();
-        }
+        self.login.forget();
     }
 }
 

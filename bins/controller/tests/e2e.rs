@@ -369,18 +369,21 @@ async fn hardened_self_init_cluster_unseals_through_transit_without_a_root_token
     let health = running
         .ctx
         .connector
-        .connect(controller::openbao::ClusterAddress {
-            name: "prod".into(),
-            namespace: NS.into(),
-            ca_pem: secrets
-                .get(&names::tls_server_secret("prod"))
-                .await
-                .unwrap()
-                .data
-                .unwrap()
-                .get("ca.crt")
-                .map(|b| String::from_utf8_lossy(&b.0).into_owned()),
-        })
+        .connect_cluster(
+            controller::openbao::ClusterAddress {
+                name: "prod".into(),
+                namespace: NS.into(),
+                ca_pem: secrets
+                    .get(&names::tls_server_secret("prod"))
+                    .await
+                    .unwrap()
+                    .data
+                    .unwrap()
+                    .get("ca.crt")
+                    .map(|b| String::from_utf8_lossy(&b.0).into_owned()),
+            },
+            &get(&client, "prod").await.uid().unwrap(),
+        )
         .await
         .unwrap()
         .pod("prod-0")

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, apply_cluster, namespace};
+use common::{OPERATOR_NAMESPACE, apply_cluster, namespace};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use serde_json::json;
@@ -91,16 +91,7 @@ async fn only_the_lease_holder_reconciles_and_the_other_takes_over() {
     namespace(&client, "team-a").await;
     namespace(&client, OPERATOR_NAMESPACE).await;
     let dir = tempfile::tempdir().unwrap();
-    let token = plane
-        .service_account_token(
-            OPERATOR_NAMESPACE,
-            OPERATOR_ACCOUNT,
-            "openbao-internal",
-            Duration::from_secs(3600),
-        )
-        .await
-        .unwrap();
-    std::fs::write(dir.path().join("token"), token).unwrap();
+    common::legacy_token_file(&plane, dir.path()).await;
     std::fs::write(dir.path().join("ca.crt"), &plane.ca_pem).unwrap();
     // A loopback port with nothing behind it: no pod name resolves.
     let dns = UdpSocket::bind("127.0.0.1:0")

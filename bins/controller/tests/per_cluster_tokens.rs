@@ -86,17 +86,7 @@ fn client_for(bao: &BaoCluster) -> Client {
 /// The controller's credentials with a legacy (openbao-internal) token
 /// file, as the Deployment mounts it.
 async fn credentials(plane: &ControlPlane, dir: &tempfile::TempDir) -> (Credentials, PathBuf) {
-    let legacy = plane
-        .service_account_token(
-            OPERATOR_NAMESPACE,
-            OPERATOR_ACCOUNT,
-            "openbao-internal",
-            Duration::from_secs(3600),
-        )
-        .await
-        .unwrap();
-    let file = dir.path().join("openbao-internal-token");
-    std::fs::write(&file, &legacy).unwrap();
+    let file = common::legacy_token_file(plane, dir.path()).await;
     let credentials = Credentials::new(
         plane.client().await.unwrap(),
         OPERATOR_NAMESPACE,

@@ -169,7 +169,7 @@ pub async fn connection(
         lifecycle_types::identities::controller_audience(&address.namespace, &address.name, uid);
     if let Some(kept) = lock(&state.connection).clone()
         && *kept.address() == address
-        && kept.audience() == Some(audience.as_str())
+        && kept.audience() == audience
     {
         return Ok(kept);
     }
@@ -283,7 +283,7 @@ async fn read_raft(connection: &ClusterConnection, view: &mut OpenBaoView) {
             if matches!(error, BaoError::PermissionDenied { .. }) {
                 connection.forget_login();
             }
-            let audience = connection.audience().unwrap_or_default();
+            let audience = connection.audience();
             view.membership_error = Some(format!(
                 "the controller cannot read Raft state on {active} with its JWT role: {error}. Check that auth/jwt/role/openbao-operator exists with policy openbao-operator (created at bootstrap), is bound to audience {audience} and that the controller may create tokens for its own ServiceAccount (serviceaccounts/token)"
             ));

@@ -63,17 +63,7 @@ impl Running {
         test_support::init_tracing();
         plane.allow_anonymous_issuer_discovery().await.unwrap();
         let token_dir = tempfile::tempdir().unwrap();
-        let token_file = token_dir.path().join("token");
-        let token = plane
-            .service_account_token(
-                OPERATOR_NAMESPACE,
-                OPERATOR_ACCOUNT,
-                "openbao-internal",
-                Duration::from_secs(3600),
-            )
-            .await
-            .unwrap();
-        std::fs::write(&token_file, token).unwrap();
+        let token_file = legacy_token_file(plane, token_dir.path()).await;
         let mut settings = Settings::new(
             OPERATOR_NAMESPACE.into(),
             plane.issuer().into(),
@@ -129,6 +119,24 @@ impl Running {
             token_file,
         }
     }
+}
+
+/// The operator's projected token as its Deployment mounts it (audience
+/// `openbao-internal`, used only to migrate older clusters), written to
+/// `dir/token`.
+pub async fn legacy_token_file(plane: &ControlPlane, dir: &std::path::Path) -> PathBuf {
+    let token = plane
+        .service_account_token(
+            OPERATOR_NAMESPACE,
+            OPERATOR_ACCOUNT,
+            "openbao-internal",
+            Duration::from_secs(3600),
+        )
+        .await
+        .unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, token).unwrap();
+    file
 }
 
 /// Creates (or updates) an OpenBaoCluster from a JSON spec.
