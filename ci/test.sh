@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
+# Rust build output lives in the tool cache, outside the clone, so a fresh
+# clone (CI) reuses the dependencies' builds; CARGO_TARGET_DIR overrides.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${OPENBAO_OPERATOR_CACHE:-$HOME/.cache/openbao-operator}/target}"
 
 step() { printf '\n==> %s\n' "$*"; }
 started=$SECONDS

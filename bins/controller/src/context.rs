@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -61,7 +62,15 @@ pub struct Settings {
     /// How long a started pod may take to open its port before a silent
     /// OpenBao counts as an error.
     pub unreachable_grace: Duration,
+    /// The image of backup Jobs, unless `spec.backup.image` names another.
+    pub backup_image: String,
 }
+
+/// The backup image this release ships (images/README.md).
+pub const DEFAULT_BACKUP_IMAGE: &str = concat!(
+    "ghcr.io/openbao-operator/backup:",
+    env!("CARGO_PKG_VERSION")
+);
 
 impl Settings {
     /// Settings with the defaults for everything but what must be given.
@@ -84,6 +93,7 @@ impl Settings {
             scope: Scope::All,
             stuck_after: Duration::from_secs(180),
             unreachable_grace: Duration::from_secs(30),
+            backup_image: DEFAULT_BACKUP_IMAGE.to_owned(),
         }
     }
 }
@@ -101,6 +111,8 @@ pub struct Caches {
     pub pod_disruption_budgets: Cache<PartialObjectMeta<PodDisruptionBudget>>,
     pub network_policies: Cache<PartialObjectMeta<NetworkPolicy>>,
     pub ingresses: Cache<PartialObjectMeta<Ingress>>,
+    /// Backup Jobs, with their pod templates stripped.
+    pub jobs: Cache<Job>,
 }
 
 /// The watch streams behind one scope's share of [`Caches`], one per kind,
@@ -117,21 +129,29 @@ pub struct ScopeTriggers {
     pub pod_disruption_budgets: Trigger<PartialObjectMeta<PodDisruptionBudget>>,
     pub network_policies: Trigger<PartialObjectMeta<NetworkPolicy>>,
     pub ingresses: Trigger<PartialObjectMeta<Ingress>>,
+    pub jobs: Trigger<Job>,
 }
 
 impl Caches {
     /// The caches of every scope and each scope's triggers, in the order of
     /// [`Scope::keys`]. Nothing is watched until the triggers are polled.
     fn new(client: &kube::Client, scope: &Scope) -> (Self, Vec<ScopeTriggers>) {
-        let managed = watcher::Config::default().labels(&format!(
-            "{}={}",
-            labels::APP_MANAGED_BY,
-            labels::MANAGED_BY_OPERATOR
-        ));
-        let pods = watcher::Config::default().labels(labels::CLUSTER);
+        // Streaming lists: the initial state arrives object by object, so
+        // no page of hundreds of full objects is ever held before the
+        // caches strip them.
+        let managed = watcher::Config::default()
+            .streaming_lists()
+            .labels(&format!(
+                "{}={}",
+                labels::APP_MANAGED_BY,
+                labels::MANAGED_BY_OPERATOR
+            ));
+        let pods = watcher::Config::default()
+            .streaming_lists()
+            .labels(labels::CLUSTER);
         // Every Secret: a cluster also reads the user's (an External
         // certificate, the Transit token), which carry no label of ours.
-        let all = watcher::Config::default();
+        let all = watcher::Config::default().streaming_lists();
         let mut caches = Self::default();
         let c = &mut caches;
         let triggers = scope
@@ -165,6 +185,7 @@ impl Caches {
                         &managed,
                     ),
                     ingresses: stores::metadata(&mut c.ingresses, client, ns, &managed),
+                    jobs: stores::jobs(&mut c.jobs, client, ns, &managed),
                 }
             })
             .collect();

@@ -12,6 +12,7 @@ pub mod openbao;
 pub mod reconcile;
 pub mod render;
 pub mod run;
+pub mod schedule;
 pub mod serve;
 pub mod status;
 pub mod stores;

@@ -86,6 +86,9 @@ struct Args {
         default_value = ""
     )]
     watch_namespaces: Vec<String>,
+    /// Image of the backup Jobs (unless a cluster's spec.backup.image names another).
+    #[arg(long, env = "BACKUP_IMAGE", default_value = controller::context::DEFAULT_BACKUP_IMAGE)]
+    backup_image: String,
     /// Log as JSON lines (the default in a pod) instead of text.
     #[arg(long, env = "LOG_JSON", default_value_t = false)]
     log_json: bool,
@@ -127,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
     settings.jwks_url = args.oidc_jwks_url.clone();
     settings.resync = Duration::from_secs(args.resync_seconds);
     settings.scope = Scope::from_list(&args.watch_namespaces);
+    settings.backup_image = args.backup_image.clone();
     let metrics = Metrics::new();
     let probes = Probes {
         metrics: metrics.clone(),

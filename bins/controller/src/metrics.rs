@@ -40,6 +40,14 @@ pub struct Metrics {
     pub api_writes: Counter,
     /// GET and LIST requests sent to the Kubernetes API (watches excluded).
     pub api_reads: Counter,
+    /// When the last backup succeeded (Unix time).
+    pub backup_last_success: Family<ClusterLabels, Gauge<f64, AtomicU64>>,
+    /// How long the last successful backup Job ran.
+    pub backup_duration: Family<ClusterLabels, Gauge<f64, AtomicU64>>,
+    /// Size of the last successful backup.
+    pub backup_size: Family<ClusterLabels, Gauge>,
+    /// Failed backup attempts.
+    pub backup_failures: Family<ClusterLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -52,6 +60,30 @@ impl Default for Metrics {
         let certificate_expiry = Family::<ClusterLabels, Gauge<f64, AtomicU64>>::default();
         let api_writes = Counter::default();
         let api_reads = Counter::default();
+        let backup_last_success = Family::<ClusterLabels, Gauge<f64, AtomicU64>>::default();
+        let backup_duration = Family::<ClusterLabels, Gauge<f64, AtomicU64>>::default();
+        let backup_size = Family::<ClusterLabels, Gauge>::default();
+        let backup_failures = Family::<ClusterLabels, Counter>::default();
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "When the last backup of the cluster succeeded (Unix time)",
+            backup_last_success.clone(),
+        );
+        registry.register(
+            "backup_duration_seconds",
+            "How long the last successful backup Job ran",
+            backup_duration.clone(),
+        );
+        registry.register(
+            "backup_size_bytes",
+            "Size of the last successful backup's snapshot",
+            backup_size.clone(),
+        );
+        registry.register(
+            "backup_failures",
+            "Backup attempts that failed",
+            backup_failures.clone(),
+        );
         registry.register(
             "reconcile_duration_seconds",
             "Time one reconcile of an OpenBaoCluster took",
@@ -96,6 +128,10 @@ impl Default for Metrics {
             certificate_expiry,
             api_writes,
             api_reads,
+            backup_last_success,
+            backup_duration,
+            backup_size,
+            backup_failures,
         }
     }
 }
@@ -121,6 +157,10 @@ impl Metrics {
         self.ready_replicas.remove(labels);
         self.sealed_nodes.remove(labels);
         self.certificate_expiry.remove(labels);
+        self.backup_last_success.remove(labels);
+        self.backup_duration.remove(labels);
+        self.backup_size.remove(labels);
+        self.backup_failures.remove(labels);
     }
 
     /// The text exposition format.

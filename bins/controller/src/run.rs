@@ -66,9 +66,14 @@ async fn run_scope(
             _ => {}
         }
     };
-    let cluster_stream = watcher(api, watcher::Config::default())
+    let cluster_stream = watcher(api, watcher::Config::default().streaming_lists())
         .default_backoff()
-        .modify(|cluster: &mut OpenBaoCluster| cluster.metadata.managed_fields = None)
+        // Nothing reads a cluster's annotations, and kubectl's
+        // last-applied one holds a second copy of the whole spec.
+        .modify(|cluster: &mut OpenBaoCluster| {
+            cluster.metadata.managed_fields = None;
+            cluster.metadata.annotations = None;
+        })
         .reflect(writer)
         .inspect(on_event)
         .touched_objects();
@@ -108,6 +113,7 @@ fn wire(
         pod_disruption_budgets,
         network_policies,
         ingresses,
+        jobs,
     } = triggers;
     controller
         .owns_stream(statefulsets)
@@ -118,6 +124,7 @@ fn wire(
         .owns_stream(pod_disruption_budgets)
         .owns_stream(network_policies)
         .owns_stream(ingresses)
+        .owns_stream(jobs)
         .watches_stream(pods, |pod| {
             let cluster = pod.labels().get(labels::CLUSTER)?.clone();
             Some(ObjectRef::new(&cluster).within(&pod.namespace()?))

@@ -63,6 +63,8 @@ pub struct Observation {
     /// A pod that OpenBao or Kubernetes keeps from serving, past the
     /// bound: (reason, message with the likely cause).
     pub stuck: Option<(&'static str, String)>,
+    /// Scheduled backups and the operation that holds the cluster.
+    pub backup: crate::reconcile::backup::BackupView,
 }
 
 /// The new status. `previous` keeps transition times of unchanged conditions.
@@ -268,7 +270,12 @@ pub fn compute(
         ),
     }
 
-    let gaps = production_gaps(cluster, seen);
+    if let Some((state, reason, message)) = &seen.backup.health {
+        set(types::BACKUP_HEALTHY, *state, reason, message.clone());
+    }
+
+    let mut gaps = production_gaps(cluster, seen);
+    gaps.extend(seen.backup.gap.clone());
     match gaps.first() {
         None => set(
             types::PRODUCTION_READY,
@@ -287,6 +294,13 @@ pub fn compute(
         ),
     }
 
+    status.backup = seen.backup.status.clone();
+    status.operation = seen.backup.operation.clone();
+    if seen.backup.health.is_none() {
+        status
+            .conditions
+            .retain(|c| c.type_ != types::BACKUP_HEALTHY);
+    }
     status.phase = Some(if !status.initialized {
         if matches!(seen.init, InitView::Failed(_)) {
             Phase::Failed
@@ -571,6 +585,7 @@ mod tests {
             invalid_spec: None,
             exposure_problem: None,
             stuck: None,
+            backup: Default::default(),
         }
     }
 

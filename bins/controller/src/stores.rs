@@ -14,6 +14,7 @@ use std::fmt::Debug;
 use futures::{Stream, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
@@ -191,14 +192,32 @@ where
     cache.watch(namespace, events)
 }
 
-/// What a reconcile reads of a cached object's metadata: name, version,
-/// labels and owners, and of annotations only the seal key's id. Any other
-/// annotation goes: on a user's Secret a client's last-applied annotation
-/// can hold the whole Secret, which the controller has no reason to keep.
+/// What a reconcile reads of a cached object's metadata: name, namespace,
+/// version, deletion, the controlling owner (the trigger's way back to its
+/// cluster) and, of annotations, only the seal key's id. Everything else
+/// goes: labels, uids and timestamps are most of a cached object's size,
+/// and on a user's Secret a client's last-applied annotation can hold the
+/// whole Secret, which the controller has no reason to keep.
 pub fn strip_metadata(metadata: &mut ObjectMeta) {
-    metadata.managed_fields = None;
+    keep_labels(metadata, &[]);
     if let Some(annotations) = metadata.annotations.as_mut() {
         annotations.retain(|key, _| key == lifecycle_types::labels::SEAL_KEY_ID);
+    }
+}
+
+/// [`strip_metadata`], keeping the labels named in `labels`.
+fn keep_labels(metadata: &mut ObjectMeta, labels: &[&str]) {
+    metadata.managed_fields = None;
+    metadata.uid = None;
+    metadata.creation_timestamp = None;
+    metadata.generate_name = None;
+    metadata.self_link = None;
+    if let Some(owners) = metadata.owner_references.as_mut() {
+        owners.retain(|o| o.controller == Some(true));
+    }
+    match metadata.labels.as_mut() {
+        Some(kept) if !labels.is_empty() => kept.retain(|key, _| labels.contains(&key.as_str())),
+        _ => metadata.labels = None,
     }
 }
 
@@ -231,17 +250,67 @@ pub fn pods(
 /// What the reconcile reads of a StatefulSet: replicas, the template's
 /// annotations (the TLS hash) and status.
 pub fn strip_statefulset(set: &mut StatefulSet) {
-    set.metadata.managed_fields = None;
+    keep_labels(&mut set.metadata, &[]);
     set.metadata.annotations = None;
+    set.spec.selector = Default::default();
     set.spec.template.spec = None;
+    if let Some(template) = set.spec.template.metadata.as_mut() {
+        template.labels = None;
+    }
     set.spec.volume_claim_templates = None;
+    if let Some(status) = set.status.as_mut() {
+        status.conditions = None;
+    }
 }
 
-/// What the reconcile reads of a pod: labels, deletion and status.
+/// The pod labels a reconcile reads: which cluster, which revision, and
+/// for a Job's pod which Job.
+const POD_LABELS: [&str; 3] = [
+    lifecycle_types::labels::CLUSTER,
+    "controller-revision-hash",
+    JOB_NAME_LABEL,
+];
+
+/// The label the Job controller puts on every pod of a Job.
+pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
+
+/// Watches the operator's Jobs in one scope, without their pod templates.
+pub fn jobs(
+    cache: &mut Cache<Job>,
+    client: &kube::Client,
+    namespace: Option<&str>,
+    config: &watcher::Config,
+) -> Trigger<Job> {
+    let events = watcher(api::<Job>(client, namespace), config.clone())
+        .default_backoff()
+        .modify(|job: &mut Job| {
+            keep_labels(&mut job.metadata, &[]);
+            job.metadata.annotations = None;
+            job.spec = None;
+        });
+    cache.watch(namespace, events)
+}
+
+/// What the reconcile reads of a pod: those labels, deletion, phase,
+/// conditions, address and container states.
 pub fn strip_pod(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
+    keep_labels(&mut pod.metadata, &POD_LABELS);
     pod.metadata.annotations = None;
     pod.spec = None;
+    if let Some(status) = pod.status.as_mut() {
+        status.host_ip = None;
+        status.host_ips = None;
+        status.pod_ips = None;
+        status.qos_class = None;
+        status.init_container_statuses = None;
+        for container in status.container_statuses.iter_mut().flatten() {
+            container.image_id = String::new();
+            container.container_id = None;
+            container.volume_mounts = None;
+            container.allocated_resources = None;
+            container.resources = None;
+        }
+    }
 }
 
 fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
@@ -269,14 +338,15 @@ mod tests {
     #[test]
     fn stripped_objects_keep_what_the_reconcile_reads() {
         let mut pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p", "labels": {"a": "b"}, "managedFields": [{"manager": "x"}]},
+            "metadata": {"name": "p", "labels": {"a": "b", "openbao.org/cluster": "dev"}, "managedFields": [{"manager": "x"}], "uid": "u"},
             "spec": {"containers": [{"name": "c", "image": "i"}]},
             "status": {"phase": "Running"}
         }))
         .unwrap();
         strip_pod(&mut pod);
         assert!(pod.spec.is_none() && pod.metadata.managed_fields.is_none());
-        assert_eq!(pod.labels()["a"], "b");
+        assert_eq!(pod.labels()[lifecycle_types::labels::CLUSTER], "dev");
+        assert!(!pod.labels().contains_key("a") && pod.metadata.uid.is_none());
         assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Running"));
     }
 }

@@ -574,3 +574,226 @@ async fn config_change_and_certificate_rotation_roll_through_the_gate() {
 
 /// The longest a rollout may leave the active Service without an answer.
 const MAX_OUTAGE: Duration = Duration::from_secs(5);
+
+/// Backup files (`.snap`, `.json`) under the cluster's folder in the S3
+/// server's POSIX backend.
+fn backup_files(s3: &test_support::s3::S3Server, cluster: &str) -> (Vec<String>, Vec<String>) {
+    let folder = s3
+        .data_dir()
+        .join(&s3.bucket)
+        .join("openbao")
+        .join(NS)
+        .join(cluster);
+    let mut snaps = Vec::new();
+    let mut manifests = Vec::new();
+    for entry in std::fs::read_dir(folder).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".snap") {
+            snaps.push(name);
+        } else if name.ends_with(".json") {
+            manifests.push(name);
+        }
+    }
+    snaps.sort();
+    manifests.sort();
+    (snaps, manifests)
+}
+
+/// Scheduled backups as an operator feature: a 3-node cluster with an
+/// every-minute schedule gets backups from Jobs that run the backup image
+/// as the `<cluster>-backup` identity; status carries the manifest's
+/// SHA-256; manual requests run at once; retention keeps 2; an S3 outage
+/// turns BackupHealthy False with the storage reason and recovers; no
+/// secret value reaches Events, status, Job specs or the Job's logs.
+#[tokio::test]
+async fn scheduled_backups_run_as_jobs_and_report_their_health() {
+    let plane = ControlPlane::start().await.unwrap();
+    plane.install_crds().await.unwrap();
+    let client = plane.client().await.unwrap();
+    namespace(&client, NS).await;
+    let images = test_support::node_agent::ImageMap::default().with_binary(
+        "openbao-operator/backup",
+        &test_support::tools::workspace_binary("backup").unwrap(),
+    );
+    let agent = NodeAgent::start(
+        &plane,
+        NodeAgentOptions {
+            images,
+            ..NodeAgentOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut s3 = test_support::s3::S3Server::start_on("backups", agent.gateway())
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    secrets
+        .patch(
+            "s3-credentials",
+            &kube::api::PatchParams::apply("test"),
+            &kube::api::Patch::Apply(json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "s3-credentials"},
+                "stringData": {
+                    "AWS_ACCESS_KEY_ID": s3.access_key_id(),
+                    "AWS_SECRET_ACCESS_KEY": s3.secret_access_key(),
+                },
+            })),
+        )
+        .await
+        .unwrap();
+    let running = Running::start_with(&plane, agent.resolver(), |settings| {
+        settings.backup_image = "openbao-operator/backup:e2e".into();
+    })
+    .await;
+    let endpoint = s3.endpoint.clone();
+    let spec = |trigger: &str| {
+        json!({
+            "version": "2.7.2",
+            "replicas": 3,
+            "profile": "Development",
+            "configuration": {"raft": {"autopilot": {"serverStabilizationTime": "3s"}}},
+            "backup": {
+                "schedule": "*/1 * * * *",
+                "destination": {"url": "s3://backups/openbao", "endpoint": endpoint, "region": "us-east-1"},
+                "credentials": {"secretRef": "s3-credentials"},
+                "retention": {"keepLast": 2},
+                "trigger": trigger,
+                "deadlineSeconds": 120,
+            },
+        })
+    };
+    apply_cluster(&client, NS, "bk", spec("first")).await;
+    converged(&client, "bk", 3, Duration::from_secs(240)).await;
+
+    // Two backups by schedule, each with its manifest (the manual request
+    // "first" may also have run before the cluster was serving: it waits
+    // for the lock like any other).
+    let started = std::time::Instant::now();
+    let seen = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    poll_until(
+        Duration::from_secs(180),
+        "two scheduled backups",
+        || async {
+            let c = get(&client, "bk").await;
+            let mut seen = seen.lock().unwrap();
+            if let Some(last) = c
+                .status
+                .and_then(|s| s.backup)
+                .and_then(|b| b.last_successful)
+                .filter(|last| !last.job.contains("-backup-m"))
+            {
+                seen.insert(last.name);
+            }
+            Ok(seen.len() >= 2)
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!("two scheduled backups after {:?}", started.elapsed());
+    let c = get(&client, "bk").await;
+    let backup = c.status.as_ref().unwrap().backup.clone().unwrap();
+    let last = backup.last_successful.clone().unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            s3.data_dir()
+                .join("backups/openbao")
+                .join(NS)
+                .join("bk")
+                .join(format!("{}.json", last.name)),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["sha256"], last.sha256.as_str());
+    assert!(last.size_bytes > 0 && last.raft_index.unwrap_or(0) > 0);
+    assert_eq!(
+        condition(&c, types::BACKUP_HEALTHY).unwrap(),
+        ("True".into(), "BackupSucceeded".into())
+    );
+    assert!(backup.next_scheduled.is_some());
+
+    // A manual request runs at once (or right after a running backup).
+    let requested = std::time::Instant::now();
+    apply_cluster(&client, NS, "bk", spec("manual-2")).await;
+    poll_until(Duration::from_secs(60), "the manual backup", || async {
+        let c = get(&client, "bk").await;
+        let b = c.status.and_then(|s| s.backup).unwrap_or_default();
+        Ok(b.last_trigger.as_deref() == Some("manual-2")
+            && b.last_successful
+                .is_some_and(|l| l.job.contains("-backup-m")))
+    })
+    .await
+    .unwrap();
+    eprintln!("manual backup done after {:?}", requested.elapsed());
+    // Retention: at least four runs happened, two pairs remain.
+    poll_until(Duration::from_secs(30), "retention keeps two", || async {
+        let (snaps, manifests) = backup_files(&s3, "bk");
+        Ok(snaps.len() == 2 && manifests.len() == 2)
+    })
+    .await
+    .unwrap();
+
+    // Storage outage: the failure names the storage; it recovers.
+    s3.stop();
+    apply_cluster(&client, NS, "bk", spec("manual-3")).await;
+    poll_until(Duration::from_secs(120), "BackupHealthy False", || async {
+        let c = get(&client, "bk").await;
+        Ok(condition(&c, types::BACKUP_HEALTHY) == Some(("False".into(), "StorageFailed".into())))
+    })
+    .await
+    .unwrap();
+    let failing = get(&client, "bk").await.status.unwrap().backup.unwrap();
+    assert!(failing.consecutive_failures >= 1);
+    assert!(failing.last_failure.unwrap().message.len() > 10);
+    s3.restart().await.unwrap();
+    apply_cluster(&client, NS, "bk", spec("manual-4")).await;
+    poll_until(
+        Duration::from_secs(120),
+        "BackupHealthy True again",
+        || async {
+            let c = get(&client, "bk").await;
+            let b = c.status.clone().and_then(|s| s.backup).unwrap_or_default();
+            Ok(condition(&c, types::BACKUP_HEALTHY)
+                == Some(("True".into(), "BackupSucceeded".into()))
+                && b.consecutive_failures == 0
+                && b.last_trigger.as_deref() == Some("manual-4"))
+        },
+    )
+    .await
+    .unwrap();
+
+    // No secret value anywhere a user or log reader looks.
+    let secret = s3.secret_access_key().to_owned();
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), NS);
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), NS);
+    let job_list = jobs.list(&Default::default()).await.unwrap();
+    assert!(!job_list.items.is_empty());
+    let mut places = vec![
+        serde_json::to_string(&events.list(&Default::default()).await.unwrap()).unwrap(),
+        serde_json::to_string(&get(&client, "bk").await).unwrap(),
+        serde_json::to_string(&job_list).unwrap(),
+    ];
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    for pod in pods
+        .list(&kube::api::ListParams::default().labels("batch.kubernetes.io/job-name"))
+        .await
+        .unwrap()
+    {
+        places.push(
+            agent
+                .logs(NS, &pod.name_any(), "backup")
+                .unwrap_or_default(),
+        );
+        places.push(serde_json::to_string(&pod).unwrap());
+    }
+    for place in &places {
+        assert!(!place.contains(&secret), "a secret value leaked");
+    }
+    let job = &job_list.items[0];
+    let pod = job.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("bk-backup"));
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    drop(running);
+}

@@ -243,6 +243,10 @@ pub struct OpenBaoClusterSpec {
     /// When true the operator makes no changes to this cluster (status is still reported).
     #[serde(default)]
     pub paused: bool,
+
+    /// Scheduled backups to object storage, run as Jobs by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<crate::backup::BackupSpec>,
 }
 
 fn default_replicas() -> i32 {
@@ -1214,6 +1218,12 @@ pub struct OpenBaoClusterStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// Scheduled backups: the last good one, the last failure, the next run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<crate::backup::BackupStatus>,
+    /// The long operation (a backup Job) that holds the cluster now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<crate::backup::OperationLock>,
 }
 
 /// Cluster-wide Raft health from autopilot.
@@ -1294,6 +1304,7 @@ impl OpenBaoClusterSpec {
             gateway: None,
             deletion_policy: DeletionPolicy::default(),
             paused: false,
+            backup: None,
         }
     }
 

@@ -46,6 +46,10 @@ pub mod types {
     pub const DEGRADED: &str = "Degraded";
     /// Present (True) only while `spec.paused` is set.
     pub const PAUSED: &str = "Paused";
+    /// Present while `spec.backup` is set: whether the backups succeed.
+    /// A failure's reason is the backup Job's exit-code meaning
+    /// (`StorageFailed`, `AuthenticationFailed`, `NoActiveNode`, ...).
+    pub const BACKUP_HEALTHY: &str = "BackupHealthy";
 }
 
 /// Well-known reasons. Reasons are stable API: tools match on them.
@@ -104,6 +108,16 @@ pub mod reasons {
     pub const TOO_FEW_REPLICAS: &str = "TooFewReplicas";
     pub const NO_HUMAN_LOGIN: &str = "NoHumanLogin";
     pub const NO_AUDIT_DEVICE: &str = "NoAuditDevice";
+    pub const BACKUPS_NOT_CONFIGURED: &str = "BackupsNotConfigured";
+    /// No backup succeeded within twice the schedule's interval.
+    pub const BACKUPS_STALE: &str = "BackupsStale";
+
+    // BackupHealthy (failures carry the Job's exit-code reason).
+    pub const BACKUP_SUCCEEDED: &str = "BackupSucceeded";
+    pub const NO_BACKUP_YET: &str = "NoBackupYet";
+    pub const BACKUP_SCHEDULE_INVALID: &str = "BackupScheduleInvalid";
+    /// The Job ended without a result (deadline, deleted, evicted).
+    pub const BACKUP_JOB_LOST: &str = "BackupJobLost";
 
     // Degraded.
     pub const RAFT_UNHEALTHY: &str = "RaftUnhealthy";

@@ -9,6 +9,9 @@ pub mod reasons {
     pub const POD_RESTARTED: &str = "PodRestarted";
     pub const INITIALIZED: &str = "Initialized";
     pub const ROOT_TOKEN_STORED: &str = "RootTokenStored";
+    pub const BACKUP_STARTED: &str = "BackupStarted";
+    pub const BACKUP_SUCCEEDED: &str = "BackupSucceeded";
+    pub const BACKUP_FAILED: &str = "BackupFailed";
 }
 
 /// Event actions (what the controller was doing).
@@ -18,6 +21,7 @@ pub mod actions {
     pub const ROLLOUT: &str = "Rollout";
     pub const INITIALIZE: &str = "Initialize";
     pub const MANAGE_TLS: &str = "ManageTLS";
+    pub const BACKUP: &str = "Backup";
     /// A reconcile failed; the reason is the error's.
     pub const RECONCILE: &str = "Reconcile";
 }

@@ -4,6 +4,7 @@
 //! This crate performs no I/O and holds no client, so every binary (and the
 //! CRD generator) can depend on it without pulling in a runtime.
 
+pub mod backup;
 pub mod cluster;
 pub mod conditions;
 pub mod events;

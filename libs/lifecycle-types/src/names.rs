@@ -49,6 +49,11 @@ pub fn root_token_secret(cluster: &str) -> String {
     format!("{cluster}-root-token")
 }
 
+/// The backup identity's ServiceAccount (subject of its JWT role).
+pub fn backup_service_account(cluster: &str) -> String {
+    format!("{cluster}-backup")
+}
+
 /// The ServiceAccount the OpenBao pods run as.
 pub fn service_account(cluster: &str) -> String {
     format!("{cluster}-serviceaccount")

@@ -38,36 +38,24 @@ impl fmt::Debug for S3Server {
 impl S3Server {
     /// Starts the server with bucket `bucket` and waits until it answers.
     pub async fn start(bucket: &str) -> anyhow::Result<Self> {
+        Self::start_on(bucket, Ipv4Addr::LOCALHOST).await
+    }
+
+    /// [`Self::start`] listening on `ip`, for example a node agent's
+    /// gateway, the one host address its pods can reach.
+    pub async fn start_on(bucket: &str, ip: Ipv4Addr) -> anyhow::Result<Self> {
         let dir = EnvDir::new("s3")?;
         let data = dir.path().join("data");
         // With the POSIX backend a bucket is a top-level directory.
         std::fs::create_dir_all(data.join(bucket))?;
-        let port = free_port(Ipv4Addr::LOCALHOST)?;
+        let port = free_port(ip)?;
         let access_key_id = format!("test{}", std::process::id());
         let secret_access_key = hex_secret()?;
-        let process = ManagedProcess::spawn(
-            "versitygw",
-            &tools::versitygw()?,
-            &[
-                format!("--port=127.0.0.1:{port}"),
-                format!("--region={REGION}"),
-                "--quiet".to_owned(),
-                "posix".to_owned(),
-                data.display().to_string(),
-            ],
-            // Credentials go through the environment, never the command line.
-            &[
-                ("ROOT_ACCESS_KEY_ID".to_owned(), access_key_id.clone()),
-                (
-                    "ROOT_SECRET_ACCESS_KEY".to_owned(),
-                    secret_access_key.clone(),
-                ),
-            ],
-            &dir.path().join("versitygw.log"),
-        )?;
+        let endpoint = format!("http://{ip}:{port}");
+        let process = spawn(&dir, &endpoint, &access_key_id, &secret_access_key)?;
         let mut server = Self {
             process,
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint,
             bucket: bucket.to_owned(),
             access_key_id,
             secret_access_key,
@@ -75,6 +63,17 @@ impl S3Server {
         };
         server.wait_listening().await?;
         Ok(server)
+    }
+
+    /// Starts the stopped server again on the same address and data.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.process = spawn(
+            &self.dir,
+            &self.endpoint,
+            &self.access_key_id,
+            &self.secret_access_key,
+        )?;
+        self.wait_listening().await
     }
 
     pub fn access_key_id(&self) -> &str {
@@ -114,6 +113,35 @@ impl S3Server {
         })
         .await
     }
+}
+
+fn spawn(
+    dir: &EnvDir,
+    endpoint: &str,
+    access_key_id: &str,
+    secret_access_key: &str,
+) -> anyhow::Result<ManagedProcess> {
+    let address = endpoint.trim_start_matches("http://");
+    ManagedProcess::spawn(
+        "versitygw",
+        &tools::versitygw()?,
+        &[
+            format!("--port={address}"),
+            format!("--region={REGION}"),
+            "--quiet".to_owned(),
+            "posix".to_owned(),
+            dir.path().join("data").display().to_string(),
+        ],
+        // Credentials go through the environment, never the command line.
+        &[
+            ("ROOT_ACCESS_KEY_ID".to_owned(), access_key_id.to_owned()),
+            (
+                "ROOT_SECRET_ACCESS_KEY".to_owned(),
+                secret_access_key.to_owned(),
+            ),
+        ],
+        &dir.path().join("versitygw.log"),
+    )
 }
 
 fn hex_secret() -> anyhow::Result<String> {

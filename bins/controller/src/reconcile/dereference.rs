@@ -36,6 +36,11 @@ pub async fn kubernetes(
     let namespace = cluster.namespace().unwrap_or_default();
     let caches = &ctx.caches;
     let ns = namespace.as_str();
+    let operation_job = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.operation.as_ref())
+        .map(|o| o.job.as_str());
     let objects = KnownObjects {
         service_account: caches
             .service_accounts
@@ -57,9 +62,22 @@ pub async fn kubernetes(
             .known(ns, &names::network_policy(&name)),
         ingress: caches.ingresses.known(ns, &names::ingress(&name)),
         statefulset: caches.statefulsets.known(ns, &names::statefulset(&name)),
+        backup_service_account: caches
+            .service_accounts
+            .known(ns, &names::backup_service_account(&name)),
+        operation_job: operation_job
+            .map(|job| caches.jobs.known(ns, job))
+            .unwrap_or(Known::Absent),
     };
+    let operation_job = operation_job.and_then(|job| caches.jobs.get(ns, job));
     let statefulset = caches.statefulsets.get(ns, &names::statefulset(&name));
-    let mut pods = caches.pods.labelled(ns, labels::CLUSTER, &name);
+    // The cluster's Jobs' pods carry its label too; the OpenBao pods are
+    // the others.
+    let (job_pods, mut pods): (Vec<_>, Vec<_>) = caches
+        .pods
+        .labelled(ns, labels::CLUSTER, &name)
+        .into_iter()
+        .partition(|p| p.labels().contains_key(crate::stores::JOB_NAME_LABEL));
     pods.sort_by_key(|p| p.name_any());
 
     let spec = &cluster.spec;
@@ -92,6 +110,8 @@ pub async fn kubernetes(
         objects,
         statefulset,
         pods,
+        job_pods,
+        operation_job,
         secrets,
         openbao: OpenBaoView::default(),
     })

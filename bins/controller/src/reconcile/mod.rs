@@ -16,6 +16,7 @@
 //! a controller killed between any two steps converges when it starts
 //! again.
 
+pub mod backup;
 mod bootstrap;
 mod dereference;
 pub mod error;
@@ -58,6 +59,8 @@ enum Next {
     Soon,
     /// Only the first status was written: go on as soon as a slot is free.
     Now,
+    /// Converged until a scheduled operation is due after this long.
+    After(std::time::Duration),
 }
 
 /// The entry point `kube::runtime::Controller` calls.
@@ -91,6 +94,7 @@ pub async fn reconcile(
         Next::Steady => Action::requeue(ctx.settings.resync),
         Next::Soon => Action::requeue(ctx.settings.progress_interval),
         Next::Now => Action::requeue(std::time::Duration::ZERO),
+        Next::After(due) => Action::requeue(due.min(ctx.settings.resync)),
     })
 }
 
@@ -227,6 +231,7 @@ async fn reconcile_inner(
             invalid_spec: Some(message),
             exposure_problem: None,
             stuck: None,
+            backup: backup::BackupView::default(),
         };
         // The Degraded transition to InvalidSpec is announced as an Event.
         write_status(cluster, ctx, &seen).await?;
@@ -313,6 +318,17 @@ async fn reconcile_inner(
             matches!(init, InitView::Done { .. })
         };
     let stuck = stuck(ctx, state, &snapshot, serving);
+    let (backup, wake) = backup::step(
+        cluster,
+        ctx,
+        state,
+        &snapshot,
+        !paused && initialized && serving,
+    )
+    .await?;
+    if let (Next::Steady, Some(due)) = (&next, wake) {
+        next = Next::After(due);
+    }
     let seen = Observation {
         pods: snapshot.openbao.pods.clone(),
         membership: snapshot.openbao.membership.clone(),
@@ -323,6 +339,7 @@ async fn reconcile_inner(
         invalid_spec: None,
         exposure_problem: stage.exposure_problem.clone(),
         stuck,
+        backup,
     };
     if write_status(cluster, ctx, &seen).await? {
         tracing::debug!(cluster = %cluster.name_any(), "status updated");

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
@@ -25,6 +26,10 @@ pub struct Snapshot {
     pub statefulset: Option<Arc<StatefulSet>>,
     /// The cluster's pods as cached (specs stripped), by name.
     pub pods: Vec<Arc<Pod>>,
+    /// Pods of the cluster's Jobs (backups), as cached.
+    pub job_pods: Vec<Arc<Pod>>,
+    /// The Job named by `status.operation`, as cached (template stripped).
+    pub operation_job: Option<Arc<Job>>,
     pub secrets: Secrets,
     pub openbao: OpenBaoView,
 }
@@ -42,6 +47,9 @@ pub struct KnownObjects {
     pub network_policy: Known,
     pub ingress: Known,
     pub statefulset: Known,
+    pub backup_service_account: Known,
+    /// The Job named by `status.operation`.
+    pub operation_job: Known,
 }
 
 /// The Secrets a reconcile reads.

@@ -52,6 +52,7 @@ pub async fn operator_managed(
     // its server certificate in one reconcile. Bounded, in case a decision
     // repeats.
     let mut last = TlsAction::Keep;
+    let mut done = Vec::new();
     for _ in 0..4 {
         let state = match tls::TlsState::read(&stored, rolled_out) {
             Ok(state) => state,
@@ -74,13 +75,23 @@ pub async fn operator_managed(
             applier.apply(&secret).await?;
         }
         stored.apply(&writes);
+        done.push(last.clone());
+    }
+    // One Event for what this reconcile did (a new cluster's CA and its
+    // server certificate are one story), named after the first step.
+    if let Some(first) = done.first() {
+        let message = done
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; then ");
         event(
             ctx,
             cluster,
             EventType::Normal,
-            last.kind(),
+            first.kind(),
             actions::MANAGE_TLS,
-            &last.to_string(),
+            &message,
         )
         .await;
     }

@@ -6,6 +6,7 @@
 //! them. One file per rendered object.
 
 pub mod autopilot;
+pub mod backup;
 pub mod config;
 pub mod exposure;
 pub mod network_policy;

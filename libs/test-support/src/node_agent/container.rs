@@ -6,16 +6,22 @@
 //!
 //! ```text
 //! /usr /bin /sbin /lib /lib64   host, read-only: the tools for `sh -c` and exec probes
-//! /proc /dev /sys               host
+//! /proc /sys                    host
+//! /dev                          a tmpfs of its own with the host's null, zero,
+//!                               full, random, urandom, tty, ptmx, pts (as a
+//!                               container runtime makes it), a fresh /dev/shm
 //! /etc/{hosts,resolv.conf,hostname,nsswitch.conf}   the pod's (cluster DNS)
 //! /etc/{passwd,group,ssl}       host, read-only
 //! /.node-agent/bin/<exe>        the image's executable (see `images.rs`)
 //! <volumeMounts>                bind mounts of the pod's volume folders
+//! <terminationMessagePath>      the instance's termination-message file
+//!                               (default /dev/termination-log, `termination.rs`)
 //! everything else               the tmpfs: a writable layer, fresh per start
 //! ```
 //!
 //! So manifests run unchanged: `/vault/config/x.hcl`,
-//! `/var/run/secrets/kubernetes.io/serviceaccount/token` are real paths.
+//! `/var/run/secrets/kubernetes.io/serviceaccount/token`,
+//! `/dev/termination-log` are real paths.
 //! The mounts are made by a small `sh` script inside `unshare --mount`
 //! (util-linux; the workspace forbids `unsafe`), and the mount namespace
 //! vanishes with the process, so no mount can outlive it.
@@ -54,6 +60,20 @@ while [ "$n" -gt 0 ]; do
   case $kind in
     link) mkdir -p "$(dirname "$dst")"; ln -s "$src" "$dst"; continue ;;
     file) mkdir -p "$(dirname "$dst")"; [ -e "$dst" ] || : > "$dst"; mount --bind "$src" "$dst" ;;
+    dev)
+      mkdir -p "$dst"
+      mount -t tmpfs -o mode=0755,nosuid node-agent-dev "$dst"
+      for d in null zero full random urandom tty ptmx; do
+        if [ -e "$src/$d" ]; then : > "$dst/$d"; mount --bind "$src/$d" "$dst/$d"; fi
+      done
+      mkdir "$dst/pts" "$dst/shm"
+      if [ -d "$src/pts" ]; then mount --rbind "$src/pts" "$dst/pts"; fi
+      mount -t tmpfs -o mode=1777,nosuid,nodev node-agent-shm "$dst/shm"
+      ln -s /proc/self/fd "$dst/fd"
+      ln -s /proc/self/fd/0 "$dst/stdin"
+      ln -s /proc/self/fd/1 "$dst/stdout"
+      ln -s /proc/self/fd/2 "$dst/stderr"
+      ;;
     rdir) mkdir -p "$dst"; mount --rbind "$src" "$dst" ;;
     *) mkdir -p "$dst"; mount --bind "$src" "$dst" ;;
   esac
@@ -76,8 +96,13 @@ pub enum RootEntry {
         target: String,
         read_only: bool,
     },
-    /// Recursively bind-mount a folder (`/proc`, `/dev`).
+    /// Recursively bind-mount a folder (`/proc`, `/sys`).
     RecursiveDir { source: PathBuf, target: String },
+    /// A private `/dev`: a tmpfs holding bind mounts of the basic devices
+    /// of `source` (the host's `/dev`), so that files mounted under it (the
+    /// termination-message file) never create anything in the host's
+    /// `/dev`.
+    Dev { source: PathBuf, target: String },
     /// Bind-mount a file.
     File {
         source: PathBuf,
@@ -101,6 +126,7 @@ impl RootEntry {
             Self::RecursiveDir { source, target } => {
                 ["rdir".into(), s(source), target.clone(), "rw".into()]
             }
+            Self::Dev { source, target } => ["dev".into(), s(source), target.clone(), "rw".into()],
             Self::File {
                 source,
                 target,
@@ -117,7 +143,7 @@ impl RootEntry {
 }
 
 /// The host part of every container root: system folders read-only,
-/// `/proc`, `/dev`, `/sys`, and a few `/etc` files.
+/// `/proc`, `/sys`, a private `/dev`, and a few `/etc` files.
 pub fn host_root_entries() -> Vec<RootEntry> {
     let mut entries = Vec::new();
     for dir in super::volumes::HOST_SYSTEM_DIRS {
@@ -139,12 +165,16 @@ pub fn host_root_entries() -> Vec<RootEntry> {
             _ => {}
         }
     }
-    for dir in ["/proc", "/dev", "/sys"] {
+    for dir in ["/proc", "/sys"] {
         entries.push(RootEntry::RecursiveDir {
             source: dir.into(),
             target: dir.into(),
         });
     }
+    entries.push(RootEntry::Dev {
+        source: "/dev".into(),
+        target: "/dev".into(),
+    });
     for file in ["/etc/passwd", "/etc/group"] {
         if Path::new(file).is_file() {
             entries.push(RootEntry::File {

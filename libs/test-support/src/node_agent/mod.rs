@@ -22,6 +22,8 @@
 //! - Containers: [`container`] (a process in the pod's network namespace
 //!   with a private mount namespace and a tmpfs root where volumes appear at
 //!   their real mountPaths).
+//! - Termination messages: [`termination`] (`terminationMessagePath` and
+//!   `terminationMessagePolicy`, read into `state.terminated.message`).
 //! - Images: [`images`] (image name to local executable, configurable).
 //! - Network and DNS: [`network`], [`dns`] (a bridge and a /24 of the
 //!   agent's own, per-pod network namespaces, cluster DNS from
@@ -40,6 +42,7 @@ pub mod node;
 pub mod pod;
 pub mod probes;
 pub mod status;
+pub mod termination;
 pub mod volumes;
 
 use std::collections::HashMap;

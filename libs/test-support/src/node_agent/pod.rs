@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use futures::StreamExt;
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{
@@ -47,6 +48,7 @@ use super::probes::{ExecTarget, ProbeKind, ProbeTracker, probe_once, timings};
 use super::status::{
     CtrState, CtrView, Terminated, conditions, container_status, pod_phase, restarts,
 };
+use super::termination;
 use super::volumes::{
     FileSet, TokenSpec, VolumeKind, container_mounts, render_files, token_specs, volume_kind,
     write_atomic,
@@ -757,16 +759,26 @@ impl Worker {
             .ok()
             .and_then(|s| s.get(&self.uid).and_then(|s| s.pause_pid()))
             .ok_or_else(|| anyhow::anyhow!("the pod's sandbox is gone"))?;
-        let ctr = &self.ctrs[i];
-        let instance_dir = self
-            .dir
-            .join("containers")
-            .join(format!("{}-{}", spec.name, ctr.instance));
-        let log_path = self
-            .dir
-            .join("logs")
-            .join(&spec.name)
-            .join(format!("{}.log", ctr.instance));
+        let instance = self.ctrs[i].instance;
+        let instance_dir = self.instance_dir(&spec.name, instance);
+        let log_path = self.log_path(&spec.name, instance);
+        // The termination-message file: fresh, empty and writable by any
+        // user for each instance, mounted after the volumes so that a path
+        // inside a volume mount gets it too (see `termination.rs`).
+        let message_target = termination::message_path(&spec)?;
+        std::fs::create_dir_all(&instance_dir)?;
+        let message_file = instance_dir.join(termination::HOST_FILE_NAME);
+        std::fs::File::create(&message_file)
+            .with_context(|| format!("create {}", message_file.display()))?;
+        std::fs::set_permissions(
+            &message_file,
+            std::os::unix::fs::PermissionsExt::from_mode(0o666),
+        )?;
+        entries.push(RootEntry::File {
+            source: message_file,
+            target: message_target,
+            read_only: false,
+        });
         let launch = Launch {
             pause_pid,
             root_mount_point: instance_dir.join("root"),
@@ -787,6 +799,21 @@ impl Worker {
                 .push(log_path);
         }
         Ok((process, env))
+    }
+
+    /// Host folder of one container instance (root mount point and
+    /// termination-message file).
+    fn instance_dir(&self, name: &str, instance: u32) -> PathBuf {
+        self.dir
+            .join("containers")
+            .join(format!("{name}-{instance}"))
+    }
+
+    fn log_path(&self, name: &str, instance: u32) -> PathBuf {
+        self.dir
+            .join("logs")
+            .join(name)
+            .join(format!("{instance}.log"))
     }
 
     fn spawn_probes(
@@ -871,6 +898,14 @@ impl Worker {
                 let Some(i) = self.index(&name, instance) else {
                     return;
                 };
+                let message = termination::read_message(
+                    &self
+                        .instance_dir(&name, instance)
+                        .join(termination::HOST_FILE_NAME),
+                    &self.log_path(&name, instance),
+                    termination::falls_back_to_logs(&self.ctrs[i].spec),
+                    code,
+                );
                 let ctr = &mut self.ctrs[i];
                 if let Some(task) = ctr.probes.take() {
                     task.abort();
@@ -883,7 +918,8 @@ impl Worker {
                 };
                 let terminated = Terminated {
                     exit_code: code,
-                    reason: if code == 0 { "Completed" } else { "Error" }.into(),
+                    reason: termination::reason(code).into(),
+                    message,
                     started_at,
                     finished_at: now(),
                 };
@@ -1031,12 +1067,14 @@ impl Worker {
             }
             conds.push(c);
         }
+        let budget = termination::per_container_budget(self.ctrs.len());
         let statuses = |init: bool| -> Vec<Value> {
             self.ctrs
                 .iter()
                 .filter(|c| c.init == init)
                 .map(|c| {
                     let mut view = c.view(&self.uid);
+                    view.limit_messages(budget);
                     view.ready =
                         c.ready && c.started && matches!(c.state, CtrState::Running { .. });
                     container_status(&view)

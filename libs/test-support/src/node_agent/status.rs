@@ -15,6 +15,8 @@ pub enum CtrState {
 pub struct Terminated {
     pub exit_code: i32,
     pub reason: String,
+    /// The termination message (see `termination.rs`); empty for none.
+    pub message: String,
     pub started_at: Value,
     pub finished_at: Value,
 }
@@ -46,9 +48,12 @@ impl CtrState {
 
 impl Terminated {
     fn to_json(&self, container_id: &str) -> Value {
+        // Always sent, even empty: a strategic merge patch would otherwise
+        // keep an earlier instance's message in `lastState`.
         json!({
             "exitCode": self.exit_code,
             "reason": self.reason,
+            "message": self.message,
             "startedAt": self.started_at,
             "finishedAt": self.finished_at,
             "containerID": container_id,
@@ -67,6 +72,20 @@ pub struct CtrView {
     pub started: bool,
     pub restart_count: i32,
     pub container_id: String,
+}
+
+impl CtrView {
+    /// Cuts the termination messages (current and last state) to their
+    /// first `max` bytes, as the kubelet's status manager does with its
+    /// per-container share of the pod's 12 KiB.
+    pub fn limit_messages(&mut self, max: usize) {
+        if let CtrState::Terminated(t) = &mut self.state {
+            super::termination::truncate_start(&mut t.message, max);
+        }
+        if let Some(t) = &mut self.last {
+            super::termination::truncate_start(&mut t.message, max);
+        }
+    }
 }
 
 pub fn container_status(v: &CtrView) -> Value {
@@ -174,6 +193,7 @@ mod tests {
         CtrState::Terminated(Terminated {
             exit_code: code,
             reason: if code == 0 { "Completed" } else { "Error" }.into(),
+            message: String::new(),
             started_at: json!("t0"),
             finished_at: json!("t1"),
         })
@@ -285,5 +305,37 @@ mod tests {
         assert_eq!(status["state"]["terminated"]["exitCode"], 3);
         assert!(status["state"]["running"].is_null() && status["state"].get("running").is_some());
         assert_eq!(status["restartCount"], 2);
+    }
+
+    #[test]
+    fn termination_messages_are_reported_and_capped() {
+        let with_message = |m: &str| Terminated {
+            exit_code: 1,
+            reason: "Error".into(),
+            message: m.into(),
+            started_at: json!("t0"),
+            finished_at: json!("t1"),
+        };
+        let mut view = CtrView {
+            name: "c".into(),
+            image: "img".into(),
+            state: CtrState::Terminated(with_message("new result")),
+            last: Some(with_message("old")),
+            ready: false,
+            started: false,
+            restart_count: 1,
+            container_id: "node-agent://x".into(),
+        };
+        view.limit_messages(3);
+        let status = container_status(&view);
+        assert_eq!(status["state"]["terminated"]["message"], "new");
+        assert_eq!(status["state"]["terminated"]["reason"], "Error");
+        assert_eq!(status["lastState"]["terminated"]["message"], "old");
+        view.state = term(0);
+        let status = container_status(&view);
+        assert_eq!(
+            status["state"]["terminated"]["message"], "",
+            "an empty message replaces an earlier one in a merge patch"
+        );
     }
 }

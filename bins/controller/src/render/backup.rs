@@ -1,0 +1,377 @@
+//! The backup identity's ServiceAccount and the backup Job, from
+//! `spec.backup`. The Job logs in with its own JWT role through a projected
+//! token (never the Kubernetes API token: it is not mounted), runs under
+//! the restricted Pod Security profile, and writes its result line to the
+//! termination message, where the controller reads it from the pod status.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use lifecycle_types::backup::BackupSpec;
+use lifecycle_types::cluster::TlsMode;
+use lifecycle_types::{OpenBaoCluster, labels, names};
+use serde_json::{Value, json};
+
+use super::config::TLS_CA;
+use super::{API_PORT, RenderError, from_json, metadata_json, name_and_namespace, owned_metadata};
+
+/// Label value of `app.kubernetes.io/component` on backup Jobs and pods.
+pub const COMPONENT_BACKUP: &str = "backup";
+/// Where Kubernetes reads a container's termination message.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+/// Where the projected OpenBao token is mounted (the Job binaries' default).
+const TOKEN_DIR: &str = "/var/run/secrets/openbao";
+const CA_DIR: &str = "/etc/openbao/ca";
+/// The identity's projected token lives at most this long.
+const TOKEN_SECONDS: i64 = 3600;
+/// uid and gid of the distroless non-root user the images run as.
+const NON_ROOT: i64 = 65532;
+
+/// Why a backup Job runs; part of its name, so a controller that restarts
+/// between creating the Job and recording it finds the same Job again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupCause {
+    /// The schedule slot, as `YYYYMMDDhhmm` (UTC).
+    Schedule(String),
+    /// `spec.backup.trigger`.
+    Trigger(String),
+}
+
+impl BackupCause {
+    /// For `status.operation.cause`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Schedule(slot) => format!("schedule:{slot}"),
+            Self::Trigger(value) => format!("trigger:{value}"),
+        }
+    }
+
+    fn suffix(&self) -> String {
+        match self {
+            Self::Schedule(slot) => slot.clone(),
+            // Trigger values are label-like but not lowercase; a digest is.
+            Self::Trigger(value) => {
+                let digest = super::config::hash(value);
+                format!("m{}", &digest[..11])
+            }
+        }
+    }
+}
+
+/// The backup Job's name for `cause`: at most 63 characters (a label value).
+pub fn job_name(cluster: &str, cause: &BackupCause) -> String {
+    let suffix = cause.suffix();
+    let room = 63 - "-backup-".len() - suffix.len();
+    let base: String = cluster.chars().take(room).collect();
+    format!("{}-backup-{suffix}", base.trim_end_matches('-'))
+}
+
+/// The backup identity's ServiceAccount (`<cluster>-backup`, the subject
+/// of the `openbao-operator-backup` JWT role).
+pub fn service_account(cluster: &OpenBaoCluster) -> Result<ServiceAccount, RenderError> {
+    let (name, _) = name_and_namespace(cluster)?;
+    let mut metadata = owned_metadata(cluster, names::backup_service_account(name))?;
+    if let Some(identity) = backup_spec(cluster)?
+        .credentials
+        .as_ref()
+        .and_then(|c| c.workload_identity.as_ref())
+        && !identity.service_account_annotations.is_empty()
+    {
+        metadata.annotations = Some(identity.service_account_annotations.clone());
+    }
+    from_json(
+        "ServiceAccount",
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata_json(&metadata)?}),
+    )
+}
+
+/// The Job for one backup.
+pub fn job(
+    cluster: &OpenBaoCluster,
+    cause: &BackupCause,
+    default_image: &str,
+) -> Result<Job, RenderError> {
+    let (name, namespace) = name_and_namespace(cluster)?;
+    let spec = backup_spec(cluster)?;
+    let job_name = job_name(name, cause);
+    let mut metadata = owned_metadata(cluster, job_name.clone())?;
+    let mut pod_labels = BTreeMap::from([
+        (labels::CLUSTER.to_owned(), name.to_owned()),
+        (
+            labels::APP_NAME.to_owned(),
+            labels::APP_NAME_OPENBAO.to_owned(),
+        ),
+        (labels::APP_INSTANCE.to_owned(), name.to_owned()),
+        (
+            labels::APP_COMPONENT.to_owned(),
+            COMPONENT_BACKUP.to_owned(),
+        ),
+        (
+            labels::APP_MANAGED_BY.to_owned(),
+            labels::MANAGED_BY_OPERATOR.to_owned(),
+        ),
+    ]);
+    metadata.labels = Some(pod_labels.clone());
+    if let Some(identity) = spec
+        .credentials
+        .as_ref()
+        .and_then(|c| c.workload_identity.as_ref())
+    {
+        pod_labels.extend(identity.pod_labels.clone());
+    }
+    let mut volumes = vec![json!({
+        "name": "openbao-token",
+        "projected": {"sources": [{"serviceAccountToken": {
+            "audience": cluster.spec.self_init.oidc.audience,
+            "expirationSeconds": TOKEN_SECONDS,
+            "path": "token",
+        }}]},
+    })];
+    let mut mounts =
+        vec![json!({"name": "openbao-token", "mountPath": TOKEN_DIR, "readOnly": true})];
+    let mut env = vec![
+        env_var("OPENBAO_ADDR", &addresses(cluster)?),
+        env_var("BACKUP_DESTINATION", &spec.destination.url),
+        env_var("BACKUP_NAMESPACE", namespace),
+        env_var("BACKUP_CLUSTER", name),
+        env_var("BACKUP_RESULT_FILE", TERMINATION_LOG),
+        env_var("LOG_JSON", "true"),
+    ];
+    if let Some(ca_secret) = ca_secret(cluster) {
+        volumes.push(json!({
+            "name": "openbao-ca",
+            "secret": {"secretName": ca_secret, "items": [{"key": TLS_CA, "path": TLS_CA}]},
+        }));
+        mounts.push(json!({"name": "openbao-ca", "mountPath": CA_DIR, "readOnly": true}));
+        env.push(env_var("OPENBAO_CACERT", &format!("{CA_DIR}/{TLS_CA}")));
+    }
+    if let Some(endpoint) = &spec.destination.endpoint {
+        let variable = if spec.destination.url.starts_with("gs://") {
+            "BACKUP_GCS_ENDPOINT"
+        } else {
+            "BACKUP_S3_ENDPOINT"
+        };
+        env.push(env_var(variable, endpoint));
+    }
+    if spec.destination.emulator {
+        env.push(env_var("BACKUP_STORAGE_EMULATOR", "true"));
+    }
+    if let Some(region) = &spec.destination.region {
+        env.push(env_var("AWS_REGION", region));
+    }
+    if let Some(retention) = &spec.retention {
+        if let Some(keep) = retention.keep_last {
+            env.push(env_var("BACKUP_KEEP_LAST", &keep.to_string()));
+        }
+        if let Some(age) = &retention.max_age {
+            env.push(env_var("BACKUP_MAX_AGE", age));
+        }
+    }
+    if let Some(lock) = &spec.object_lock {
+        let mode = match lock.mode {
+            lifecycle_types::backup::ObjectLockMode::Governance => "governance",
+            lifecycle_types::backup::ObjectLockMode::Compliance => "compliance",
+        };
+        env.push(env_var("BACKUP_OBJECT_LOCK_MODE", mode));
+        env.push(env_var("BACKUP_OBJECT_LOCK_DAYS", &lock.days.to_string()));
+    }
+    // A file:// destination is a directory inside the Job (development).
+    if let Some(dir) = spec.destination.url.strip_prefix("file://") {
+        volumes.push(json!({"name": "backups", "emptyDir": {}}));
+        mounts.push(json!({"name": "backups", "mountPath": dir}));
+    }
+    volumes.push(json!({"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}));
+    mounts.push(json!({"name": "tmp", "mountPath": "/tmp"}));
+    // The Secret's keys become the environment; its values never appear
+    // in the Job.
+    let env_from = spec
+        .credentials
+        .as_ref()
+        .and_then(|c| c.secret_ref.as_ref())
+        .map(|secret| json!([{"secretRef": {"name": secret}}]))
+        .unwrap_or_else(|| json!([]));
+    let mut container = json!({
+        "name": COMPONENT_BACKUP,
+        "image": spec.image.clone().unwrap_or_else(|| default_image.to_owned()),
+        "env": env,
+        "envFrom": env_from,
+        "volumeMounts": mounts,
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "runAsNonRoot": true,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    });
+    if let Some(resources) = &spec.resources {
+        container["resources"] =
+            serde_json::to_value(resources).map_err(|e| RenderError::Build {
+                kind: "Job",
+                message: e.to_string(),
+            })?;
+    }
+    from_json(
+        "Job",
+        json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": metadata_json(&metadata)?,
+            "spec": {
+                // One attempt: the schedule is the retry, and a second pod
+                // would hide the first one's termination message.
+                "backoffLimit": 0,
+                "activeDeadlineSeconds": spec.deadline_seconds,
+                "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
+                "template": {
+                    "metadata": {"labels": pod_labels},
+                    "spec": {
+                        "serviceAccountName": names::backup_service_account(name),
+                        "automountServiceAccountToken": false,
+                        "restartPolicy": "Never",
+                        "enableServiceLinks": false,
+                        "securityContext": {
+                            "runAsNonRoot": true,
+                            "runAsUser": NON_ROOT,
+                            "runAsGroup": NON_ROOT,
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                        },
+                        "containers": [container],
+                        "volumes": volumes,
+                    },
+                },
+            },
+        }),
+    )
+}
+
+fn backup_spec(cluster: &OpenBaoCluster) -> Result<&BackupSpec, RenderError> {
+    cluster
+        .spec
+        .backup
+        .as_ref()
+        .ok_or_else(|| RenderError::InvalidSpec {
+            field: "spec.backup".into(),
+            message: "is not set; a backup Job is rendered only for a cluster with backups".into(),
+        })
+}
+
+/// The active Service first, then every pod: the Job finds the leader.
+fn addresses(cluster: &OpenBaoCluster) -> Result<String, RenderError> {
+    let (name, namespace) = name_and_namespace(cluster)?;
+    let headless = names::headless_service(name);
+    let statefulset = names::statefulset(name);
+    let mut all = vec![format!(
+        "https://{}.{namespace}.svc:{API_PORT}",
+        names::active_service(name)
+    )];
+    all.extend((0..cluster.spec.replicas.max(1)).map(|ordinal| {
+        format!("https://{statefulset}-{ordinal}.{headless}.{namespace}.svc:{API_PORT}")
+    }));
+    Ok(all.join(","))
+}
+
+/// The Secret whose `ca.crt` verifies the servers; none for ACME (the
+/// public roots do).
+fn ca_secret(cluster: &OpenBaoCluster) -> Option<String> {
+    let name = cluster.metadata.name.as_deref()?;
+    match cluster.spec.tls.mode {
+        TlsMode::OperatorManaged => Some(names::tls_server_secret(name)),
+        TlsMode::External => cluster.spec.tls.external_secret_name.clone(),
+        TlsMode::Acme => None,
+    }
+}
+
+fn env_var(name: &str, value: &str) -> Value {
+    json!({"name": name, "value": value})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::fixtures;
+
+    fn with_backup() -> OpenBaoCluster {
+        let mut cluster = fixtures::development();
+        cluster.spec.backup = Some(
+            serde_json::from_value(json!({
+                "schedule": "*/5 * * * *",
+                "destination": {"url": "s3://backups/openbao", "endpoint": "http://127.0.0.1:9000", "region": "us-east-1"},
+                "credentials": {"secretRef": "s3-credentials"},
+                "retention": {"keepLast": 2, "maxAge": "7d"},
+            }))
+            .unwrap(),
+        );
+        cluster
+    }
+
+    #[test]
+    fn the_job_runs_as_the_backup_identity_under_restricted_security() {
+        let cluster = with_backup();
+        let cause = BackupCause::Schedule("202612020700".into());
+        let job = job(&cluster, &cause, "example/backup:1").unwrap();
+        let value = serde_json::to_value(&job).unwrap();
+        let pod = &value["spec"]["template"]["spec"];
+        assert_eq!(pod["serviceAccountName"], "dev-backup");
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"],
+            "RuntimeDefault"
+        );
+        let container = &pod["containers"][0];
+        assert_eq!(
+            container["securityContext"]["capabilities"]["drop"][0],
+            "ALL"
+        );
+        assert_eq!(
+            container["securityContext"]["allowPrivilegeEscalation"],
+            false
+        );
+        assert_eq!(container["terminationMessagePath"], TERMINATION_LOG);
+        assert_eq!(
+            pod["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+            "openbao-internal"
+        );
+        assert_eq!(
+            container["envFrom"][0]["secretRef"]["name"],
+            "s3-credentials"
+        );
+        let env: BTreeMap<String, String> = container["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_owned(),
+                    e["value"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(env["BACKUP_KEEP_LAST"], "2");
+        assert_eq!(env["BACKUP_S3_ENDPOINT"], "http://127.0.0.1:9000");
+        assert!(env["OPENBAO_ADDR"].starts_with("https://dev-active.team-a.svc:8200,"));
+        assert_eq!(value["spec"]["backoffLimit"], 0);
+        assert_eq!(value["spec"]["activeDeadlineSeconds"], 1800);
+        assert_eq!(value["metadata"]["name"], "dev-backup-202612020700");
+    }
+
+    #[test]
+    fn job_names_are_stable_and_fit_a_label() {
+        let long = "a".repeat(60);
+        let trigger = BackupCause::Trigger("Release-1.2".into());
+        let name = job_name(&long, &trigger);
+        assert!(name.len() <= 63, "{name}");
+        assert_eq!(name, job_name(&long, &trigger));
+        assert_ne!(
+            name,
+            job_name(&long, &BackupCause::Trigger("Release-1.3".into()))
+        );
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
+    }
+}
