@@ -184,7 +184,7 @@ pub fn decide(
     {
         match outcome.unwrap_or(JobOutcome::Running) {
             JobOutcome::Running => {}
-            JobOutcome::Succeeded { details, seconds } => {
+            JobOutcome::Succeeded { details, .. } => {
                 let record = record(&details, &lock.job, now);
                 decision.events.push((
                     false,
@@ -194,13 +194,9 @@ pub fn decide(
                         record.name, record.size_bytes, record.sha256, lock.job
                     ),
                 ));
-                status.last_successful = Some(BackupRecord {
-                    completed_at: now.to_string(),
-                    ..record
-                });
+                status.last_successful = Some(record);
                 status.consecutive_failures = 0;
                 decision.finished = Some(true);
-                let _ = seconds;
                 operation = None;
             }
             JobOutcome::Failed {
