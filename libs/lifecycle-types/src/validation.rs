@@ -861,8 +861,8 @@ mod tests {
         assert!(fields(&spec).is_empty());
     }
 
-    #[test]
-    fn cloud_kms_needs_credentials_and_on_2_7_a_plugin() {
+    /// A 2.7.2 spec with an AWS KMS seal and nothing else set.
+    fn aws_kms_spec() -> OpenBaoClusterSpec {
         let mut spec = OpenBaoClusterSpec::with_version("2.7.2");
         spec.unseal.type_ = UnsealType::Awskms;
         spec.unseal.awskms = Some(AwsKmsUnseal {
@@ -870,6 +870,12 @@ mod tests {
             kms_key_id: "alias/openbao".into(),
             endpoint: None,
         });
+        spec
+    }
+
+    #[test]
+    fn cloud_kms_needs_credentials_and_on_2_7_a_plugin() {
+        let mut spec = aws_kms_spec();
         assert_eq!(
             fields(&spec),
             ["spec.unseal.credentialsSecretRef", "spec.unseal.kmsPlugin"]
@@ -1160,13 +1166,7 @@ mod tests {
 
     #[test]
     fn kms_plugin_binary_is_a_plain_file_name() {
-        let mut spec = OpenBaoClusterSpec::with_version("2.7.2");
-        spec.unseal.type_ = UnsealType::Awskms;
-        spec.unseal.awskms = Some(AwsKmsUnseal {
-            region: "eu-west-1".into(),
-            kms_key_id: "alias/openbao".into(),
-            endpoint: None,
-        });
+        let mut spec = aws_kms_spec();
         spec.unseal.credentials_secret_ref = Some("aws".into());
         let plugin = |binary: &str| KmsPlugin {
             image: "ghcr.io/openbao/openbao-plugin-kms-aws".into(),
