@@ -60,13 +60,16 @@ async fn converged(client: &kube::Client, name: &str, replicas: usize, within: D
 /// A control plane with the CRDs and the tenant namespace, and a node agent
 /// that runs its pods.
 async fn start() -> (ControlPlane, kube::Client, NodeAgent) {
+    start_with(NodeAgentOptions::default()).await
+}
+
+/// [`start`] with the node agent's options (for example more images).
+async fn start_with(options: NodeAgentOptions) -> (ControlPlane, kube::Client, NodeAgent) {
     let plane = ControlPlane::start().await.unwrap();
     plane.install_crds().await.unwrap();
     let client = plane.client().await.unwrap();
     namespace(&client, NS).await;
-    let agent = NodeAgent::start(&plane, NodeAgentOptions::default())
-        .await
-        .unwrap();
+    let agent = NodeAgent::start(&plane, options).await.unwrap();
     (plane, client, agent)
 }
 
@@ -607,23 +610,15 @@ fn backup_files(s3: &test_support::s3::S3Server, cluster: &str) -> (Vec<String>,
 /// secret value reaches Events, status, Job specs or the Job's logs.
 #[tokio::test]
 async fn scheduled_backups_run_as_jobs_and_report_their_health() {
-    let plane = ControlPlane::start().await.unwrap();
-    plane.install_crds().await.unwrap();
-    let client = plane.client().await.unwrap();
-    namespace(&client, NS).await;
     let images = test_support::node_agent::ImageMap::default().with_binary(
         "openbao-operator/backup",
         &test_support::tools::workspace_binary("backup").unwrap(),
     );
-    let agent = NodeAgent::start(
-        &plane,
-        NodeAgentOptions {
-            images,
-            ..NodeAgentOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (plane, client, agent) = start_with(NodeAgentOptions {
+        images,
+        ..NodeAgentOptions::default()
+    })
+    .await;
     let mut s3 = test_support::s3::S3Server::start_on("backups", agent.gateway())
         .await
         .unwrap();

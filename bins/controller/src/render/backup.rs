@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use lifecycle_types::backup::BackupSpec;
-use lifecycle_types::cluster::TlsMode;
 use lifecycle_types::{OpenBaoCluster, labels, names};
 use serde_json::{Value, json};
 
@@ -138,7 +137,8 @@ pub fn job(
         env_var("BACKUP_RESULT_FILE", TERMINATION_LOG),
         env_var("LOG_JSON", "true"),
     ];
-    if let Some(ca_secret) = ca_secret(cluster) {
+    // The servers' CA is the pods' `ca.crt`; ACME uses the public roots.
+    if let Some(ca_secret) = super::secrets::tls_files_secret(cluster) {
         volumes.push(json!({
             "name": "openbao-ca",
             "secret": {"secretName": ca_secret, "items": [{"key": TLS_CA, "path": TLS_CA}]},
@@ -271,17 +271,6 @@ fn addresses(cluster: &OpenBaoCluster) -> Result<String, RenderError> {
         format!("https://{statefulset}-{ordinal}.{headless}.{namespace}.svc:{API_PORT}")
     }));
     Ok(all.join(","))
-}
-
-/// The Secret whose `ca.crt` verifies the servers; none for ACME (the
-/// public roots do).
-fn ca_secret(cluster: &OpenBaoCluster) -> Option<String> {
-    let name = cluster.metadata.name.as_deref()?;
-    match cluster.spec.tls.mode {
-        TlsMode::OperatorManaged => Some(names::tls_server_secret(name)),
-        TlsMode::External => cluster.spec.tls.external_secret_name.clone(),
-        TlsMode::Acme => None,
-    }
 }
 
 fn env_var(name: &str, value: &str) -> Value {

@@ -9,7 +9,7 @@
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use lifecycle_types::cluster::DeletionPolicy;
+use lifecycle_types::cluster::{DeletionPolicy, TlsMode};
 use lifecycle_types::{OpenBaoCluster, labels, names};
 
 use super::config::{TLS_CA, TLS_CERT, TLS_KEY};
@@ -54,6 +54,18 @@ pub fn unseal_secret(
 }
 
 /// The key id for a newly generated key of the cluster: `<cluster>-<n>`.
+/// The Secret the pods' TLS files come from (certificate, key and
+/// `ca.crt`): the user's for External TLS, the operator's otherwise; none
+/// for ACME, whose certificates OpenBao obtains itself.
+pub fn tls_files_secret(cluster: &OpenBaoCluster) -> Option<String> {
+    let spec = &cluster.spec;
+    match (&spec.tls.mode, &spec.tls.external_secret_name) {
+        (TlsMode::Acme, _) => None,
+        (TlsMode::External, Some(external)) => Some(external.clone()),
+        _ => Some(names::tls_server_secret(cluster.metadata.name.as_deref()?)),
+    }
+}
+
 pub fn seal_key_id(cluster_name: &str, generation: u32) -> String {
     format!("{cluster_name}-{generation}")
 }

@@ -121,11 +121,7 @@ pub fn statefulset(cluster: &OpenBaoCluster, inputs: &Inputs) -> Result<Stateful
         json!({"name": "kube-api-access", "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": true}),
     );
 
-    if spec.tls.mode != TlsMode::Acme {
-        let secret = match &spec.tls.external_secret_name {
-            Some(external) if spec.tls.mode == TlsMode::External => external.clone(),
-            _ => names::tls_server_secret(name),
-        };
+    if let Some(secret) = super::secrets::tls_files_secret(cluster) {
         volumes.push(
             json!({"name": "tls", "secret": {"secretName": secret, "defaultMode": SECRET_MODE}}),
         );
