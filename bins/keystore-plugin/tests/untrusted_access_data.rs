@@ -202,15 +202,7 @@ async fn access_data_cannot_send_credentials_or_files_elsewhere() {
     let secrets = [platform_secret.as_str(), TENANT_SECRET];
 
     // The plugin's own credential works at its own address.
-    let id = uuid::Uuid::new_v4().to_string();
-    let created = host
-        .ok(
-            "CreateKey",
-            json!({"config": config(&plugin_credential()), "algorithm": "KEY_ALGORITHM_AES256",
-                   "id": id, "region": "eu-test", "keyType": "KEY_TYPE_SYSTEM_MANAGED"}),
-        )
-        .await;
-    let key_id = created["keyId"].as_str().unwrap().to_owned();
+    let key_id = create_key(&mut host, &plugin_credential()).await;
 
     let secret_id_file = bao.mgmt.secret_id_file.display().to_string();
     let refusals: Vec<(Value, Vec<&str>)> = vec![
@@ -366,19 +358,11 @@ async fn allowed_addresses_extend_where_the_plugins_credential_may_go() {
     let alias = format!("https://localhost:{}", proxy.addr.port());
     let yaml = format!("{}allowedAddresses: ['{alias}/']\n", bao.yaml_as(&bao.mgmt));
     let mut host = Host::start(&yaml, bao.dir.path()).await.unwrap();
-    let id = uuid::Uuid::new_v4().to_string();
-    let created = host
-        .ok(
-            "CreateKey",
-            json!({"config": config(&json!({"address": alias})), "algorithm": "KEY_ALGORITHM_AES256",
-                   "id": id, "region": "eu-test", "keyType": "KEY_TYPE_SYSTEM_MANAGED"}),
-        )
-        .await;
+    let key_id = create_key(&mut host, &json!({"address": alias})).await;
     assert!(
         proxy.bytes_sent() > 0,
         "the call went through the allowed address"
     );
-    let key_id = created["keyId"].as_str().unwrap().to_owned();
     let key = host
         .ok(
             "GetKey",
@@ -406,6 +390,19 @@ async fn allowed_addresses_extend_where_the_plugins_credential_may_go() {
 }
 
 /// Live tokens whose policies include `policy`, by token accessor.
+/// Creates an AES-256 key with access data `credential`; its id.
+async fn create_key(host: &mut Host, credential: &Value) -> String {
+    let id = uuid::Uuid::new_v4().to_string();
+    let created = host
+        .ok(
+            "CreateKey",
+            json!({"config": config(credential), "algorithm": "KEY_ALGORITHM_AES256",
+                   "id": id, "region": "eu-test", "keyType": "KEY_TYPE_SYSTEM_MANAGED"}),
+        )
+        .await;
+    created["keyId"].as_str().unwrap().to_owned()
+}
+
 async fn live_tokens(bao: &Bao, policy: &str) -> usize {
     let (status, listed) = bao
         .cluster
@@ -467,15 +464,7 @@ async fn evicted_and_closed_sessions_revoke_their_tokens() {
     let mut host = Host::start(&yaml, bao.dir.path()).await.unwrap();
     let mgmt_policy = Identity::KeystorePlugin.policy_name();
     let crypto_policy = Identity::KeystorePluginCrypto.policy_name();
-    let id = uuid::Uuid::new_v4().to_string();
-    let created = host
-        .ok(
-            "CreateKey",
-            json!({"config": config(&plugin_credential()), "algorithm": "KEY_ALGORITHM_AES256",
-                   "id": id, "region": "eu-test", "keyType": "KEY_TYPE_SYSTEM_MANAGED"}),
-        )
-        .await;
-    let key_id = created["keyId"].as_str().unwrap().to_owned();
+    let key_id = create_key(&mut host, &plugin_credential()).await;
     wait_for_tokens(&bao, mgmt_policy, 1).await;
     assert_eq!(live_tokens(&bao, crypto_policy).await, 0);
 

@@ -243,7 +243,7 @@ pub fn decide(
         .as_ref()
         .map(|t| t.0)
         .unwrap_or(now);
-    let last_slot = status
+    let mut last_slot = status
         .last_schedule_time
         .as_deref()
         .and_then(|t| t.parse::<Timestamp>().ok())
@@ -260,6 +260,7 @@ pub fn decide(
         } else if let (false, Ok(schedule)) = (spec.suspend, &schedule) {
             schedule.due(last_slot, now).map(|slot| {
                 status.last_schedule_time = Some(slot.to_string());
+                last_slot = slot;
                 BackupCause::Schedule(slot_id(slot))
             })
         } else {
@@ -282,14 +283,10 @@ pub fn decide(
         }
     }
 
-    let slot_base = status
-        .last_schedule_time
-        .as_deref()
-        .and_then(|t| t.parse::<Timestamp>().ok())
-        .unwrap_or(created)
-        .max(now);
     status.next_scheduled = match (&schedule, spec.suspend) {
-        (Ok(schedule), false) => schedule.next_after(slot_base).map(|t| t.to_string()),
+        (Ok(schedule), false) => schedule
+            .next_after(last_slot.max(now))
+            .map(|t| t.to_string()),
         _ => None,
     };
     decision.wake = status
