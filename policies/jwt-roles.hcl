@@ -58,3 +58,13 @@ role "openbao-operator-upgrade-blue-green" {
   token_ttl       = "1h"
   token_max_ttl   = "1h"
 }
+
+role "openbao-operator-drill" {
+  identity        = "drill"
+  token_policies  = ["openbao-operator-drill"]
+  bound_audiences = ["openbao-internal"]
+  user_claim      = "sub"
+  bound_subject   = "system:serviceaccount:{namespace}:{cluster}-drill"
+  token_ttl       = "15m"
+  token_max_ttl   = "1h"
+}

@@ -64,7 +64,15 @@ pub struct Settings {
     pub unreachable_grace: Duration,
     /// The image of backup Jobs, unless `spec.backup.image` names another.
     pub backup_image: String,
+    /// The image of restore-drill Jobs, unless `spec.backup.drill.image` names another.
+    pub restore_image: String,
 }
+
+/// The restore image this release ships (it also runs restore drills).
+pub const DEFAULT_RESTORE_IMAGE: &str = concat!(
+    "ghcr.io/openbao-operator/restore:",
+    env!("CARGO_PKG_VERSION")
+);
 
 /// The backup image this release ships (images/README.md).
 pub const DEFAULT_BACKUP_IMAGE: &str = concat!(
@@ -94,6 +102,7 @@ impl Settings {
             stuck_after: Duration::from_secs(180),
             unreachable_grace: Duration::from_secs(30),
             backup_image: DEFAULT_BACKUP_IMAGE.to_owned(),
+            restore_image: DEFAULT_RESTORE_IMAGE.to_owned(),
         }
     }
 }

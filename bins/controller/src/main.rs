@@ -89,6 +89,9 @@ struct Args {
     /// Image of the backup Jobs (unless a cluster's spec.backup.image names another).
     #[arg(long, env = "BACKUP_IMAGE", default_value = controller::context::DEFAULT_BACKUP_IMAGE)]
     backup_image: String,
+    /// Image of restore-drill Jobs (unless a cluster's spec.backup.drill.image names another).
+    #[arg(long, env = "RESTORE_IMAGE", default_value = controller::context::DEFAULT_RESTORE_IMAGE)]
+    restore_image: String,
     /// Log as JSON lines (the default in a pod) instead of text.
     #[arg(long, env = "LOG_JSON", default_value_t = false)]
     log_json: bool,
@@ -131,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
     settings.resync = Duration::from_secs(args.resync_seconds);
     settings.scope = Scope::from_list(&args.watch_namespaces);
     settings.backup_image = args.backup_image.clone();
+    settings.restore_image = args.restore_image.clone();
     let metrics = Metrics::new();
     let probes = Probes {
         metrics: metrics.clone(),

@@ -273,6 +273,9 @@ pub fn compute(
     if let Some((state, reason, message)) = &seen.backup.health {
         set(types::BACKUP_HEALTHY, *state, reason, message.clone());
     }
+    if let Some((state, reason, message)) = &seen.backup.verified {
+        set(types::BACKUP_VERIFIED, *state, reason, message.clone());
+    }
 
     let mut gaps = production_gaps(cluster, seen);
     gaps.extend(seen.backup.gap.clone());
@@ -296,10 +299,13 @@ pub fn compute(
 
     status.backup = seen.backup.status.clone();
     status.operation = seen.backup.operation.clone();
-    if seen.backup.health.is_none() {
-        status
-            .conditions
-            .retain(|c| c.type_ != types::BACKUP_HEALTHY);
+    for (view, kind) in [
+        (&seen.backup.health, types::BACKUP_HEALTHY),
+        (&seen.backup.verified, types::BACKUP_VERIFIED),
+    ] {
+        if view.is_none() {
+            status.conditions.retain(|c| c.type_ != kind);
+        }
     }
     status.phase = Some(if !status.initialized {
         if matches!(seen.init, InitView::Failed(_)) {

@@ -73,6 +73,15 @@ async fn cel_rules_and_code_agree_on_every_rule() {
             json!({"version": "2.7.2", "storage": {"size": "500Mi"}}),
         ),
         (
+            "backup-with-drill",
+            json!({"version": "2.7.2", "backup": {"schedule": "0 */6 * * *", "timeZone": "Europe/Berlin",
+                   "destination": {"url": "s3://b/p", "endpoint": "http://127.0.0.1:9000"},
+                   "credentials": {"secretRef": "s3"},
+                   "retention": {"keepLast": 7, "maxAge": "30d"},
+                   "objectLock": {"mode": "Compliance", "days": 30},
+                   "drill": {"everyNthBackup": 4}}}),
+        ),
+        (
             "rotation-period-bounds",
             json!({"version": "2.7.2", "tls": {"rotationPeriod": "8760h"}}),
         ),
@@ -271,6 +280,33 @@ async fn cel_rules_and_code_agree_on_every_rule() {
             "rotation-period-too-long",
             json!({"version": "2.7.2", "tls": {"rotationPeriod": "8761h"}}),
             "spec.tls.rotationPeriod",
+        ),
+        (
+            "object-lock-on-gcs",
+            json!({"version": "2.7.2", "backup": {"schedule": "0 * * * *",
+                   "destination": {"url": "gs://b/p"},
+                   "objectLock": {"mode": "Governance", "days": 7}}}),
+            "spec.backup.objectLock",
+        ),
+        (
+            "two-kinds-of-credentials",
+            json!({"version": "2.7.2", "backup": {"schedule": "0 * * * *",
+                   "destination": {"url": "s3://b/p"},
+                   "credentials": {"secretRef": "s3", "workloadIdentity": {}}}}),
+            "spec.backup.credentials",
+        ),
+        (
+            "endpoint-for-azure",
+            json!({"version": "2.7.2", "backup": {"schedule": "0 * * * *",
+                   "destination": {"url": "az://c/p", "endpoint": "http://127.0.0.1:1"}}}),
+            "spec.backup.destination.endpoint",
+        ),
+        (
+            "drill-both-ways",
+            json!({"version": "2.7.2", "backup": {"schedule": "0 * * * *",
+                   "destination": {"url": "s3://b/p"},
+                   "drill": {"schedule": "0 3 * * *", "everyNthBackup": 2}}}),
+            "spec.backup.drill",
         ),
     ];
     for (name, spec, field) in &invalid {

@@ -8,6 +8,7 @@ use clap::Parser;
 use futures_util::TryStreamExt;
 use job_runtime::connection::parse_duration;
 use job_runtime::{ExitCode, JobError, OpenBaoArgs};
+use lifecycle_types::identities::{CANARY_FIELD, CANARY_PATH};
 use object_store::path::Path;
 use object_store::{GetOptions, ObjectStoreExt};
 use openbao_client::HealthState;
@@ -22,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 const JOB: &str = "restore";
 /// The restore identity's JWT role (policies/jwt-roles.hcl).
 const DEFAULT_ROLE: &str = "openbao-operator-restore";
+/// The restore-drill identity's JWT role, on the throwaway node before the
+/// restore and in the restored copy after it.
+const DRILL_ROLE: &str = "openbao-operator-drill";
 
 /// OpenBao restore Job.
 ///
@@ -41,6 +45,11 @@ const DEFAULT_ROLE: &str = "openbao-operator-restore";
 ///   OPENBAO_ADDR=https://127.0.0.1:8200 OPENBAO_CACERT=ca.pem \
 ///   restore --auth token --token-file ~/.bao-token \
 ///     --destination file:///tmp/backups --namespace dev --cluster local --latest
+///
+/// With --drill the target is a restore drill's throwaway node (in the same
+/// pod, on loopback): the backup is restored there, and the restored copy
+/// must report a Raft index at least the manifest's and hold the canary the
+/// operator wrote at bootstrap (--drill-canary, the cluster's uid).
 ///
 /// The last stdout line is `OPENBAO_OPERATOR_RESULT {json}`.
 #[derive(Parser, Debug)]
@@ -93,6 +102,13 @@ struct Args {
     /// Also write the result JSON here (Kubernetes reads /dev/termination-log).
     #[arg(long, env = "RESTORE_RESULT_FILE")]
     result_file: Option<PathBuf>,
+    /// The target is a restore drill's throwaway node: its own cluster id is
+    /// expected, and the restored copy is checked (Raft index, canary).
+    #[arg(long, env = "RESTORE_DRILL", requires = "drill_canary")]
+    drill: bool,
+    /// The value the restored canary must hold (the cluster's uid).
+    #[arg(long, env = "RESTORE_DRILL_CANARY")]
+    drill_canary: Option<String>,
 }
 
 #[tokio::main]
@@ -170,7 +186,8 @@ async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value,
     };
 
     // 2. The target, and whether this backup belongs on it.
-    let node = args.openbao.connect(DEFAULT_ROLE).await?;
+    let role = if args.drill { DRILL_ROLE } else { DEFAULT_ROLE };
+    let node = args.openbao.connect(role).await?;
     check_target(args, &manifest, &node.health.body)?;
 
     // 3. Verify every byte before any reaches OpenBao; remember the version read.
@@ -212,7 +229,12 @@ async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value,
         ?raft_index,
         "restore applied"
     );
+    if let Some(canary) = args.drill_canary.as_deref().filter(|_| args.drill) {
+        drill_checks(args, &manifest, raft_index, canary).await?;
+    }
     Ok(json!({
+        "backup": format!("{}-{}", name.stamp, name.id),
+        "drill": args.drill,
         "manifest": manifest_object.to_string(),
         "snapshot": manifest.snapshot,
         "size": manifest.size,
@@ -245,11 +267,61 @@ fn check_target(
         &target.version,
         target.cluster_id.as_deref(),
         RestoreOverrides {
-            allow_other_cluster: args.allow_other_cluster,
+            // A throwaway node is a cluster of its own by design.
+            allow_other_cluster: args.allow_other_cluster || args.drill,
             allow_newer_version: args.allow_newer_version,
         },
     )
     .map_err(|mismatch| verification(mismatch.to_string()))
+}
+
+/// A drill's proof that the restored copy is the cluster's data as of the
+/// backup: the Raft index reached the manifest's, and the drill identity of
+/// the restored data (its own JWT role and policy, from the backup) reads
+/// back the canary written at bootstrap.
+async fn drill_checks(
+    args: &Args,
+    manifest: &Manifest,
+    restored_index: Option<u64>,
+    expected: &str,
+) -> Result<(), JobError> {
+    if let Some(wanted) = manifest.raft_index {
+        match restored_index {
+            Some(index) if index >= wanted => {}
+            other => {
+                return Err(verification(format!(
+                    "the restored node reports Raft index {other:?}, below the manifest's {wanted}; the snapshot does not hold what the backup recorded"
+                )));
+            }
+        }
+    }
+    // The restore replaced the throwaway node's auth with the backup's: log
+    // in again, now as the cluster's drill identity.
+    let node = args.openbao.connect(DRILL_ROLE).await.map_err(|e| {
+        JobError::new(
+            e.code,
+            format!(
+                "{}; the restored copy has no usable {DRILL_ROLE} role (a cluster bootstrapped before restore drills existed lacks it, and the operator never rewrites roles: create it and its policy from policies/ by hand)",
+                e.message
+            ),
+        )
+    })?;
+    let canary = node
+        .client
+        .read(CANARY_PATH)
+        .await
+        .map_err(|e| JobError::from_openbao(ExitCode::Verification, "read the canary", e))?;
+    let found = canary
+        .as_ref()
+        .and_then(|body| body["data"][CANARY_FIELD].as_str())
+        .map(str::to_owned);
+    if found.as_deref() != Some(expected) {
+        return Err(verification(format!(
+            "the restored copy's canary {CANARY_PATH} holds {found:?}, not this cluster's uid; the backup is not this cluster's data or is damaged"
+        )));
+    }
+    tracing::info!(canary = CANARY_PATH, "the restored copy holds the canary");
+    Ok(())
 }
 
 /// Reads the whole object, checking size and SHA-256; returns its ETag so

@@ -83,6 +83,44 @@ pub struct BackupSpec {
     #[serde(default = "default_ttl_seconds")]
     #[schemars(range(min = 0, max = 604800))]
     pub ttl_seconds_after_finished: i32,
+    /// Restore drills: prove that the newest backup restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<DrillSpec>,
+}
+
+/// A restore drill restores the newest backup into a throwaway single-node
+/// OpenBao inside the drill Job's pod (listening on the pod's loopback
+/// only, so no client can reach it), unseals it with the cluster's seal,
+/// checks its Raft index and reads back the canary the operator wrote at
+/// bootstrap. The throwaway node ends with the Job's pod.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new(
+    "has(self.schedule) != has(self.everyNthBackup)"
+).message(
+    "spec.backup.drill takes exactly one of schedule and everyNthBackup"
+))]
+#[serde(rename_all = "camelCase")]
+pub struct DrillSpec {
+    /// When to drill: five cron fields, in `spec.backup.timeZone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SCHEDULE_PATTERN), length(max = 128))]
+    pub schedule: Option<String>,
+    /// Drill after every Nth successful backup (1: after each one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub every_nth_backup: Option<i32>,
+    /// The restore image that runs the drill; defaults to the operator's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub image: Option<String>,
+    /// A drill still running after this many seconds is stopped and counted as failed.
+    #[serde(default = "default_drill_deadline_seconds")]
+    #[schemars(range(min = 60, max = 86400))]
+    pub deadline_seconds: i64,
+}
+
+fn default_drill_deadline_seconds() -> i64 {
+    900
 }
 
 fn default_deadline_seconds() -> i64 {
@@ -192,6 +230,42 @@ pub struct BackupStatus {
     /// The last `spec.backup.trigger` value a backup was started for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_trigger: Option<String>,
+    /// The last restore drill: which backup, when, and whether it restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verified: Option<DrillRecord>,
+    /// Successful backups since the last drill started (`everyNthBackup`).
+    #[serde(default)]
+    pub backups_since_drill: i32,
+    /// The drill schedule slot the last scheduled drill was started for (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill_schedule_time: Option<String>,
+}
+
+/// One restore drill's result.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillRecord {
+    /// The backup the drill restored (`<UTC timestamp>-<id>`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    /// When the drill ended (RFC 3339).
+    pub time: String,
+    pub job: String,
+    pub result: DrillResult,
+    /// The Job's reason (`Verified`, `VerificationFailed`, ...).
+    pub reason: String,
+    pub message: String,
+    /// The Raft index the restored node reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_raft_index: Option<i64>,
+}
+
+/// Whether a drill proved its backup.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DrillResult {
+    Passed,
+    #[default]
+    Failed,
 }
 
 /// One good backup, as its manifest describes it.
@@ -248,4 +322,6 @@ pub struct OperationLock {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OperationKind {
     Backup,
+    /// A restore drill (a throwaway node; the cluster itself is untouched).
+    Drill,
 }

@@ -50,6 +50,8 @@ pub mod types {
     /// A failure's reason is the backup Job's exit-code meaning
     /// (`StorageFailed`, `AuthenticationFailed`, `NoActiveNode`, ...).
     pub const BACKUP_HEALTHY: &str = "BackupHealthy";
+    /// The last restore drill restored the newest backup.
+    pub const BACKUP_VERIFIED: &str = "BackupVerified";
 }
 
 /// Well-known reasons. Reasons are stable API: tools match on them.
@@ -118,6 +120,9 @@ pub mod reasons {
     pub const BACKUP_SCHEDULE_INVALID: &str = "BackupScheduleInvalid";
     /// The Job ended without a result (deadline, deleted, evicted).
     pub const BACKUP_JOB_LOST: &str = "BackupJobLost";
+    // BackupVerified (failures carry the drill Job's exit-code reason).
+    pub const DRILL_PASSED: &str = "DrillPassed";
+    pub const NO_DRILL_YET: &str = "NoDrillYet";
 
     // Degraded.
     pub const RAFT_UNHEALTHY: &str = "RaftUnhealthy";

@@ -12,6 +12,9 @@ pub mod reasons {
     pub const BACKUP_STARTED: &str = "BackupStarted";
     pub const BACKUP_SUCCEEDED: &str = "BackupSucceeded";
     pub const BACKUP_FAILED: &str = "BackupFailed";
+    pub const DRILL_STARTED: &str = "DrillStarted";
+    pub const DRILL_PASSED: &str = "DrillPassed";
+    pub const DRILL_FAILED: &str = "DrillFailed";
 }
 
 /// Event actions (what the controller was doing).
@@ -22,6 +25,7 @@ pub mod actions {
     pub const INITIALIZE: &str = "Initialize";
     pub const MANAGE_TLS: &str = "ManageTLS";
     pub const BACKUP: &str = "Backup";
+    pub const DRILL: &str = "Drill";
     /// A reconcile failed; the reason is the error's.
     pub const RECONCILE: &str = "Reconcile";
 }

@@ -13,6 +13,8 @@ pub enum Identity {
     Controller,
     Backup,
     Restore,
+    /// Restore drills: reads the canary of a restored copy.
+    Drill,
     Upgrade,
     /// The additions a blue/green cutover needs on top of [`Identity::Upgrade`].
     UpgradeBlueGreen,
@@ -23,10 +25,11 @@ pub enum Identity {
 }
 
 impl Identity {
-    pub const ALL: [Identity; 7] = [
+    pub const ALL: [Identity; 8] = [
         Identity::Controller,
         Identity::Backup,
         Identity::Restore,
+        Identity::Drill,
         Identity::Upgrade,
         Identity::UpgradeBlueGreen,
         Identity::KeystorePlugin,
@@ -39,6 +42,7 @@ impl Identity {
             Identity::Controller => "controller",
             Identity::Backup => "backup",
             Identity::Restore => "restore",
+            Identity::Drill => "drill",
             Identity::Upgrade => "upgrade",
             Identity::UpgradeBlueGreen => "upgrade-blue-green",
             Identity::KeystorePlugin => "keystore-plugin",
@@ -52,6 +56,7 @@ impl Identity {
             Identity::Controller => "openbao-operator",
             Identity::Backup => "openbao-operator-backup",
             Identity::Restore => "openbao-operator-restore",
+            Identity::Drill => "openbao-operator-drill",
             Identity::Upgrade => "openbao-operator-upgrade",
             Identity::UpgradeBlueGreen => "openbao-operator-upgrade-blue-green",
             Identity::KeystorePlugin => "openbao-keystore-plugin",
@@ -65,6 +70,7 @@ impl Identity {
             Identity::Controller => "controller.hcl",
             Identity::Backup => "backup.hcl",
             Identity::Restore => "restore.hcl",
+            Identity::Drill => "drill.hcl",
             Identity::Upgrade => "upgrade.hcl",
             Identity::UpgradeBlueGreen => "upgrade-blue-green.hcl",
             Identity::KeystorePlugin => "keystore-plugin.hcl",
@@ -78,6 +84,7 @@ impl Identity {
             Identity::Controller => include_str!("../../../policies/controller.hcl"),
             Identity::Backup => include_str!("../../../policies/backup.hcl"),
             Identity::Restore => include_str!("../../../policies/restore.hcl"),
+            Identity::Drill => include_str!("../../../policies/drill.hcl"),
             Identity::Upgrade => include_str!("../../../policies/upgrade.hcl"),
             Identity::UpgradeBlueGreen => include_str!("../../../policies/upgrade-blue-green.hcl"),
             Identity::KeystorePlugin => include_str!("../../../policies/keystore-plugin.hcl"),
@@ -95,6 +102,19 @@ impl Identity {
         })
     }
 }
+
+/// The policy a restore drill's throwaway node installs under
+/// [`Identity::Drill`]'s policy name (never on a cluster): restoring the
+/// backup under test, nothing else.
+pub const DRILL_THROWAWAY_POLICY_FILE: &str = "drill-throwaway.hcl";
+pub const DRILL_THROWAWAY_POLICY_HCL: &str = include_str!("../../../policies/drill-throwaway.hcl");
+
+/// Where the operator keeps the restore-drill canary: a KV (version 1)
+/// mount it creates at bootstrap, and the one key in it, which holds the
+/// cluster's uid (`cluster_uid`), not a secret.
+pub const CANARY_MOUNT: &str = "openbao-operator";
+pub const CANARY_PATH: &str = "openbao-operator/canary";
+pub const CANARY_FIELD: &str = "cluster_uid";
 
 /// A policy file that does not parse; names the file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -54,6 +54,16 @@ pub fn backup_service_account(cluster: &str) -> String {
     format!("{cluster}-backup")
 }
 
+/// The restore-drill identity's ServiceAccount (subject of its JWT role).
+pub fn drill_service_account(cluster: &str) -> String {
+    format!("{cluster}-drill")
+}
+
+/// The throwaway node's configuration for restore drills.
+pub fn drill_config_map(cluster: &str) -> String {
+    format!("{cluster}-drill")
+}
+
 /// The ServiceAccount the OpenBao pods run as.
 pub fn service_account(cluster: &str) -> String {
     format!("{cluster}-serviceaccount")

@@ -495,6 +495,43 @@ pub fn validate_spec(spec: &OpenBaoClusterSpec) -> Vec<FieldError> {
         }
     }
 
+    // Backups (the CEL rules on BackupSpec and DrillSpec). The schedule's
+    // meaning (fields in range, a known time zone) is checked by the
+    // controller's parser and reported as BackupHealthy=False.
+    if let Some(backup) = &spec.backup {
+        let url = &backup.destination.url;
+        if backup.object_lock.is_some() && !url.starts_with("s3://") {
+            fail(
+                "spec.backup.objectLock".into(),
+                "needs an s3:// destination (S3 Object Lock); remove objectLock or use an S3 bucket with Object Lock enabled".into(),
+            );
+        }
+        if let Some(credentials) = &backup.credentials
+            && credentials.secret_ref.is_some() == credentials.workload_identity.is_some()
+        {
+            fail(
+                "spec.backup.credentials".into(),
+                "takes exactly one of secretRef and workloadIdentity".into(),
+            );
+        }
+        if backup.destination.endpoint.is_some()
+            && !(url.starts_with("s3://") || url.starts_with("gs://"))
+        {
+            fail(
+                "spec.backup.destination.endpoint".into(),
+                "applies to s3:// and gs:// destinations only; remove it".into(),
+            );
+        }
+        if let Some(drill) = &backup.drill
+            && drill.schedule.is_some() == drill.every_nth_backup.is_some()
+        {
+            fail(
+                "spec.backup.drill".into(),
+                "takes exactly one of schedule and everyNthBackup".into(),
+            );
+        }
+    }
+
     // Exposure.
     if let Some(ingress) = &spec.ingress
         && ingress.enabled

@@ -28,6 +28,7 @@ fn expected(identity: Identity) -> Vec<(&'static str, Vec<&'static str>)> {
         ],
         Identity::Backup => vec![("sys/storage/raft/snapshot", vec!["read"])],
         Identity::Restore => vec![("sys/storage/raft/snapshot-force", vec!["update"])],
+        Identity::Drill => vec![("openbao-operator/canary", vec!["read"])],
         Identity::Upgrade => vec![
             ("sys/health", vec!["read"]),
             ("sys/step-down", vec!["sudo", "update"]),
@@ -206,7 +207,7 @@ fn the_controller_may_only_move_its_own_role_to_a_per_cluster_audience() {
 #[test]
 fn jwt_roles_bind_audience_and_subject() {
     let roles = lifecycle_types::identities::jwt_roles().unwrap();
-    assert_eq!(roles.len(), 5);
+    assert_eq!(roles.len(), 6);
     for role in roles {
         let expected_audience = if role.identity == Identity::Controller.key() {
             lifecycle_types::identities::controller_audience("{namespace}", "{cluster}", "{uid}")
@@ -226,4 +227,18 @@ fn jwt_roles_bind_audience_and_subject() {
             role.name
         );
     }
+}
+
+/// The throwaway node's drill policy may restore into that node and do
+/// nothing else; it is never installed on a cluster (not an [`Identity`]).
+#[test]
+fn the_drill_throwaway_policy_only_restores() {
+    let rules = lifecycle_types::identities::parse_policy(
+        lifecycle_types::identities::DRILL_THROWAWAY_POLICY_HCL,
+    )
+    .unwrap();
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert_eq!(rules[0].path, "sys/storage/raft/snapshot-force");
+    assert_eq!(rules[0].capabilities, ["update"]);
+    assert!(!rules[0].why.is_empty());
 }

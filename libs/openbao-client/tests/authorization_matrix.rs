@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream;
-use lifecycle_types::identities::{Identity, JwtRole, SubjectVars, controller_audience, jwt_roles};
+use lifecycle_types::identities::{
+    CANARY_FIELD, CANARY_MOUNT, CANARY_PATH, Identity, JwtRole, SubjectVars, controller_audience,
+    jwt_roles,
+};
 use openbao_client::raft::{AutopilotConfig, JoinRequest};
 use openbao_client::{Client, ClientConfig, Credential, Error, Login};
 use secrecy::SecretString;
@@ -116,6 +119,14 @@ const ENDPOINTS: &[Endpoint] = &[
         needs: &["read"],
         unauthenticated: false,
     },
+    // The restore-drill canary (the cluster's uid, in the operator's own
+    // KV mount): only the drill identity reads it.
+    Endpoint {
+        name: "canary",
+        path: CANARY_PATH,
+        needs: &["read"],
+        unauthenticated: false,
+    },
     // The controller may move its own role to its per-cluster audience;
     // the call writes the audience the role already has.
     Endpoint {
@@ -188,6 +199,7 @@ async fn call(client: &Client, endpoint: &Endpoint, leader_addr: &str) -> (Outco
         "promote" => client.raft_promote("no-such-node").await,
         "demote" => client.raft_demote("no-such-node").await,
         "read-secret" => client.read("secret/data/app").await.map(drop),
+        "canary" => client.read(CANARY_PATH).await.map(drop),
         "controller-role-audience" => client
             .write(
                 "auth/jwt/role/openbao-operator",
@@ -273,6 +285,22 @@ async fn matrix(version: &str) {
         reqwest::Method::POST,
         "sys/mounts/secret",
         serde_json::json!({"type": "kv-v2"}),
+    )
+    .await
+    .unwrap();
+    bao.expect_ok(
+        leader,
+        reqwest::Method::POST,
+        &format!("sys/mounts/{CANARY_MOUNT}"),
+        serde_json::json!({"type": "kv", "options": {"version": "1"}}),
+    )
+    .await
+    .unwrap();
+    bao.expect_ok(
+        leader,
+        reqwest::Method::POST,
+        CANARY_PATH,
+        serde_json::json!({CANARY_FIELD: TEST_CLUSTER_UID}),
     )
     .await
     .unwrap();
@@ -397,6 +425,24 @@ async fn matrix(version: &str) {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("invalid subject"), "{err}");
+    // Another cluster's backup Job (same namespace, or the same cluster
+    // name in another namespace) cannot log in here.
+    for (other_namespace, other_account) in [
+        (namespace.as_str(), "payments-backup"),
+        ("team-b", name.as_str()),
+    ] {
+        let err = login(
+            &bao,
+            &plane,
+            &backup.name,
+            other_namespace,
+            other_account,
+            AUDIENCE,
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("invalid subject"), "{err}");
+    }
     // Errors name the reason but never carry the JWT.
     assert!(!err.to_string().contains("eyJ"), "{err}");
 }

@@ -42,7 +42,16 @@ pub struct TcpProxy {
 
 impl TcpProxy {
     pub async fn start(target: SocketAddr, options: ProxyOptions) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        Self::start_on(Ipv4Addr::LOCALHOST, target, options).await
+    }
+
+    /// Listens on `ip` (the node agent's gateway, for pods to reach).
+    pub async fn start_on(
+        ip: Ipv4Addr,
+        target: SocketAddr,
+        options: ProxyOptions,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind((ip, 0)).await?;
         let addr = listener.local_addr()?;
         let sent = Arc::new(AtomicU64::new(0));
         let trigger = Arc::new(std::sync::Mutex::new(options.after_bytes));

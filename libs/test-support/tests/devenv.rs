@@ -1,30 +1,99 @@
 //! The README's run command brings up the controller on the local control
-//! plane, which turns the Development sample into OpenBao pods; it says how
-//! to connect, prints no secret, and removes everything when it exits.
+//! plane, which turns the Development sample into OpenBao pods; it backs the
+//! cluster up to a local S3 server, says how to connect, prints no secret,
+//! and removes everything when it is stopped.
 
 // A test fails loudly on any unexpected error.
 #![allow(clippy::unwrap_used)]
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::Command;
-use std::time::Instant;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// devenv's last line once everything is up; it then waits for Ctrl-C.
+const WAITING: &str = "Press Ctrl-C to stop and remove everything.";
 
 #[test]
 fn devenv_runs_openbao_pods_that_form_a_raft_cluster_and_prints_how_to_connect() {
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_devenv"))
-        .arg("--exit-when-ready")
+    // Without --exit-when-ready, so that the backup files can be looked at
+    // while devenv runs; SIGTERM then stops it as Ctrl-C would.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_devenv"))
         // The test checks that the files go away.
         .env_remove("KEEP_TEST_ENV")
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr_pipe.read_to_string(&mut text);
+        text
+    });
+    let stdout_pipe = child.stdout.take().unwrap();
+    let (lines, received) = mpsc::channel();
+    let stdout_reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout_pipe).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Everything up within the slow-timeout's budget, or stop it and fail.
+    let deadline = started + Duration::from_secs(270);
+    let mut stdout = String::new();
+    let mut ready = false;
+    while let Ok(line) = received.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        stdout.push_str(&line);
+        stdout.push('\n');
+        if line == WAITING {
+            ready = true;
+            break;
+        }
+    }
+    eprintln!("devenv came up in {:?}", started.elapsed());
+
+    // The first backup, while devenv (and its S3 server) still runs: its
+    // snapshot and manifest lie in the folder devenv printed.
+    let backup = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("Backup "))
+        .find_map(|l| l.split_once(" is in "));
+    let backup_files = backup.map(|(what, folder)| {
+        let name = what.split_whitespace().next().unwrap_or_default();
+        let folder = Path::new(folder);
+        (
+            folder.to_path_buf(),
+            folder.join(format!("{name}.snap")),
+            folder.join(format!("{name}.json")),
+        )
+    });
+    let found = backup_files
+        .as_ref()
+        .map(|(_, snap, manifest)| (std::fs::metadata(snap).ok(), std::fs::read(manifest).ok()));
+
+    // Stop it as Ctrl-C would (it may already have exited on an error).
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let status = child.wait().unwrap();
+    stdout_reader.join().unwrap();
+    for line in received.try_iter() {
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    let stderr = stderr_reader.join().unwrap();
     assert!(
-        output.status.success(),
-        "devenv failed:\n{stdout}\n{stderr}"
+        ready && status.success(),
+        "devenv failed or was not ready within 270s ({status}):\n{stdout}\n{stderr}"
     );
     eprintln!("devenv came up and went down in {:?}", started.elapsed());
+    assert!(stdout.lines().any(|l| l == "stopping..."), "{stdout}");
     assert!(
         stdout.contains("installed CRD openbaoclusters.openbao.org"),
         "{stdout}"
@@ -72,6 +141,39 @@ fn devenv_runs_openbao_pods_that_form_a_raft_cluster_and_prints_how_to_connect()
     let agent_dir = pod_logs.trim_end_matches("/pods/*/logs/");
     assert!(!Path::new(agent_dir).exists(), "{agent_dir} left behind");
 
+    // Backups: the sample's trigger ran one right away, into the local S3
+    // server; its files were there while devenv ran, and are gone with it.
+    let (folder, snap, manifest_file) =
+        backup_files.unwrap_or_else(|| panic!("no backup line:\n{stdout}"));
+    let (snap_meta, manifest) = found.unwrap();
+    assert!(
+        snap_meta.is_some_and(|m| m.is_file() && m.len() > 0),
+        "{} missing or empty:\n{stdout}",
+        snap.display()
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &manifest.unwrap_or_else(|| panic!("{} missing:\n{stdout}", manifest_file.display())),
+    )
+    .unwrap();
+    assert!(manifest["sha256"].is_string(), "{manifest}");
+    assert!(
+        folder.to_string_lossy().contains("/openbao-operator-s3-")
+            && folder.ends_with("backups/openbao/default/dev"),
+        "the sample's bucket and prefix, then namespace and cluster: {}",
+        folder.display()
+    );
+    assert!(!folder.exists(), "{} left behind", folder.display());
+    // The restore drill's outcome (or that it has none yet) is reported,
+    // and so is where to look.
+    assert!(
+        stdout.lines().any(|l| l.starts_with("Restore drill ")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("kubectl get openbaocluster -n default dev -o jsonpath='{.status.backup}'"),
+        "{stdout}"
+    );
+
     // The setup token stays in its 0600 file; it is never printed.
     let leaked: Vec<_> = stdout
         .split_whitespace()
@@ -82,6 +184,14 @@ fn devenv_runs_openbao_pods_that_form_a_raft_cluster_and_prints_how_to_connect()
         leaked.is_empty(),
         "token-like words were printed: {leaked:?}"
     );
+    // Nor is the S3 server's secret key (40 hex digits), which devenv put
+    // in the credentials Secret.
+    let leaked: Vec<_> = stdout
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .chain(stderr.split(|c: char| !c.is_ascii_hexdigit()))
+        .filter(|w| w.len() == 40)
+        .collect();
+    assert!(leaked.is_empty(), "key-like words were printed: {leaked:?}");
 }
 
 /// OpenBao service tokens look like `s.` followed by 24 alphanumerics.

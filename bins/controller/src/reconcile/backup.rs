@@ -23,11 +23,13 @@ use lifecycle_types::backup::{
 use lifecycle_types::conditions::{ConditionStatus, reasons};
 use lifecycle_types::events::{actions, reasons as event_reasons};
 
-use super::snapshot::Snapshot;
-use super::{ReconcileError, event};
+use super::snapshot::{Material, Snapshot};
+use super::{ReconcileError, drill, event};
 use crate::clusters::ClusterState;
 use crate::context::Context;
+use crate::render;
 use crate::render::backup::{BackupCause, job, job_name, service_account};
+use crate::render::drill::{DrillCause, job_name as drill_job_name};
 use crate::schedule::Schedule;
 use crate::stores::{JOB_NAME_LABEL, Known};
 
@@ -50,6 +52,9 @@ pub enum JobOutcome {
     },
 }
 
+/// An Event to publish: (type is Warning, reason, message).
+pub type Event = (bool, &'static str, String);
+
 /// Backups as status shows them.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BackupView {
@@ -57,6 +62,8 @@ pub struct BackupView {
     pub operation: Option<OperationLock>,
     /// `BackupHealthy`; `None` without `spec.backup`.
     pub health: Option<(ConditionStatus, String, String)>,
+    /// `BackupVerified`; `None` without `spec.backup.drill`.
+    pub verified: Option<(ConditionStatus, String, String)>,
     /// A `ProductionReady` gap.
     pub gap: Option<(&'static str, String)>,
 }
@@ -67,8 +74,9 @@ pub struct Decision {
     pub view: BackupView,
     /// Start a Job for this cause.
     pub start: Option<BackupCause>,
-    /// Events to publish: (type is Warning, reason, message).
-    pub events: Vec<(bool, &'static str, String)>,
+    /// Start a restore drill of this backup.
+    pub start_drill: Option<(DrillCause, String)>,
+    pub events: Vec<Event>,
     /// The finished Job, for metrics: Some(true) succeeded, Some(false) failed.
     pub finished: Option<bool>,
     /// When to look again (the next slot).
@@ -83,7 +91,7 @@ pub fn outcome(job: Option<&Job>, known: &Known, pods: &[Arc<Pod>], now: Timesta
             Known::Absent => JobOutcome::Failed {
                 exit_code: None,
                 reason: reasons::BACKUP_JOB_LOST.into(),
-                message: "the backup Job is gone before its result was read (deleted by hand?); the next slot runs a new one".into(),
+                message: "the Job is gone before its result was read (deleted by hand?); the next slot runs a new one".into(),
             },
             _ => JobOutcome::Running,
         };
@@ -129,7 +137,7 @@ pub fn outcome(job: Option<&Job>, known: &Known, pods: &[Arc<Pod>], now: Timesta
                 .clone()
                 .unwrap_or_else(|| reasons::BACKUP_JOB_LOST.into()),
             message: format!(
-                "the backup Job {name} ended without a result: {}; see `kubectl describe job {name}`",
+                "the Job {name} ended without a result: {}; see `kubectl describe job {name}`",
                 finished.message.clone().unwrap_or_default()
             ),
         };
@@ -157,7 +165,7 @@ pub fn outcome(job: Option<&Job>, known: &Known, pods: &[Arc<Pod>], now: Timesta
                 .or_else(|| finished.reason.clone())
                 .unwrap_or_else(|| reasons::BACKUP_JOB_LOST.into()),
             message: format!(
-                "the backup Job {name} ended (exit code {}) without a result line; see its logs",
+                "the Job {name} ended (exit code {}) without a result line; see its logs",
                 terminated.exit_code
             ),
         },
@@ -178,47 +186,23 @@ pub fn decide(
     let mut decision = Decision::default();
 
     // The Job that holds the cluster, if it finished.
-    if let Some(lock) = operation
-        .clone()
-        .filter(|l| l.kind == OperationKind::Backup)
-    {
-        match outcome.unwrap_or(JobOutcome::Running) {
-            JobOutcome::Running => {}
-            JobOutcome::Succeeded { details, .. } => {
-                let record = record(&details, &lock.job, now);
-                decision.events.push((
-                    false,
-                    event_reasons::BACKUP_SUCCEEDED,
-                    format!(
-                        "backup {} ({} bytes, sha256 {}) written by Job {}",
-                        record.name, record.size_bytes, record.sha256, lock.job
-                    ),
-                ));
-                status.last_successful = Some(record);
-                status.consecutive_failures = 0;
-                decision.finished = Some(true);
-                operation = None;
-            }
-            JobOutcome::Failed {
-                exit_code,
-                reason,
-                message,
-            } => {
-                status.consecutive_failures += 1;
-                decision.events.push((
-                    true,
-                    event_reasons::BACKUP_FAILED,
-                    format!("backup Job {} failed ({reason}): {message}", lock.job),
-                ));
-                status.last_failure = Some(BackupFailure {
-                    time: now.to_string(),
-                    job: lock.job.clone(),
-                    exit_code,
-                    reason,
-                    message,
-                });
-                decision.finished = Some(false);
-                operation = None;
+    if let Some(lock) = operation.clone() {
+        let outcome = outcome.unwrap_or(JobOutcome::Running);
+        if outcome != JobOutcome::Running {
+            operation = None;
+            match lock.kind {
+                OperationKind::Backup => {
+                    decision.finished = Some(backup_finished(
+                        &mut status,
+                        &lock,
+                        outcome,
+                        now,
+                        &mut decision.events,
+                    ));
+                }
+                OperationKind::Drill => {
+                    drill::finished(&mut status, &lock, outcome, now, &mut decision.events);
+                }
             }
         }
     }
@@ -228,6 +212,7 @@ pub fn decide(
             status: previous.and_then(|s| s.backup.clone()),
             operation,
             health: None,
+            verified: None,
             gap: Some((
                 reasons::BACKUPS_NOT_CONFIGURED,
                 "spec.backup is not set: no backups are taken; configure scheduled backups".into(),
@@ -280,6 +265,31 @@ pub fn decide(
                 started_at: now.to_string(),
             });
             decision.start = Some(cause);
+        } else if let Some(drill_spec) = &spec.drill
+            && let Some((cause, backup)) = drill::due(
+                drill_spec,
+                spec.time_zone.as_deref(),
+                &mut status,
+                created,
+                now,
+            )
+        {
+            let job = drill_job_name(&name, &cause);
+            decision.events.push((
+                false,
+                event_reasons::DRILL_STARTED,
+                format!(
+                    "restore drill Job {job} started for backup {backup} ({})",
+                    cause.describe()
+                ),
+            ));
+            operation = Some(OperationLock {
+                kind: OperationKind::Drill,
+                job,
+                cause: cause.describe(),
+                started_at: now.to_string(),
+            });
+            decision.start_drill = Some((cause, backup));
         }
     }
 
@@ -289,10 +299,17 @@ pub fn decide(
             .map(|t| t.to_string()),
         _ => None,
     };
+    let next_drill = spec
+        .drill
+        .as_ref()
+        .and_then(|d| drill::next(d, spec.time_zone.as_deref(), &status, created, now));
     decision.wake = status
         .next_scheduled
         .as_deref()
         .and_then(|t| t.parse::<Timestamp>().ok())
+        .into_iter()
+        .chain(next_drill)
+        .min()
         .and_then(|next| Duration::try_from(next.duration_since(now)).ok())
         .map(|d| d + Duration::from_secs(1));
 
@@ -343,12 +360,61 @@ pub fn decide(
         Err(error) => Some((reasons::BACKUPS_STALE, error.to_string())),
     };
     decision.view = BackupView {
+        verified: drill::verified(spec.drill.as_ref(), &status),
         status: Some(status),
         operation,
         health: Some(health),
         gap,
     };
     decision
+}
+
+/// Records a finished backup Job; true when it succeeded.
+fn backup_finished(
+    status: &mut BackupStatus,
+    lock: &OperationLock,
+    outcome: JobOutcome,
+    now: Timestamp,
+    events: &mut Vec<Event>,
+) -> bool {
+    match outcome {
+        JobOutcome::Running => false,
+        JobOutcome::Succeeded { details, .. } => {
+            let record = record(&details, &lock.job, now);
+            events.push((
+                false,
+                event_reasons::BACKUP_SUCCEEDED,
+                format!(
+                    "backup {} ({} bytes, sha256 {}) written by Job {}",
+                    record.name, record.size_bytes, record.sha256, lock.job
+                ),
+            ));
+            status.last_successful = Some(record);
+            status.consecutive_failures = 0;
+            status.backups_since_drill += 1;
+            true
+        }
+        JobOutcome::Failed {
+            exit_code,
+            reason,
+            message,
+        } => {
+            status.consecutive_failures += 1;
+            events.push((
+                true,
+                event_reasons::BACKUP_FAILED,
+                format!("backup Job {} failed ({reason}): {message}", lock.job),
+            ));
+            status.last_failure = Some(BackupFailure {
+                time: now.to_string(),
+                job: lock.job.clone(),
+                exit_code,
+                reason,
+                message,
+            });
+            false
+        }
+    }
 }
 
 /// A gap when no backup succeeded within twice the schedule's interval
@@ -424,6 +490,7 @@ pub async fn step(
     ctx: &Context,
     state: &ClusterState,
     snapshot: &Snapshot,
+    material: &Material,
     may_start: bool,
 ) -> Result<(BackupView, Option<Duration>), ReconcileError> {
     let now = Timestamp::now();
@@ -452,6 +519,24 @@ pub async fn step(
     if let Some(cause) = &decision.start {
         ctx.applier
             .apply(&job(cluster, cause, &ctx.settings.backup_image)?)
+            .await?;
+    }
+    if let Some((cause, backup)) = &decision.start_drill {
+        // Applied when a drill starts, not watched: only drills read it.
+        let inputs = super::objects::inputs(cluster, ctx, material)?;
+        ctx.applier
+            .apply(&render::drill::service_account(cluster)?)
+            .await?;
+        ctx.applier
+            .apply(&render::drill::config_map(cluster, &inputs)?)
+            .await?;
+        ctx.applier
+            .apply(&render::drill::job(
+                cluster,
+                cause,
+                backup,
+                &ctx.settings.restore_image,
+            )?)
             .await?;
     }
     let labels = super::labels(cluster);
@@ -490,7 +575,12 @@ pub async fn step(
         } else {
             EventType::Normal
         };
-        event(ctx, cluster, kind, reason, actions::BACKUP, message).await;
+        let action = if reason.starts_with("Drill") {
+            actions::DRILL
+        } else {
+            actions::BACKUP
+        };
+        event(ctx, cluster, kind, reason, action, message).await;
     }
     Ok((decision.view, decision.wake))
 }

@@ -172,20 +172,28 @@ async fn operator_bootstrap(
     );
     inputs.initialized = true;
     inputs.jwks_url = ctx.settings.jwks_url.clone();
-    let mounts = root
-        .read("sys/auth")
-        .await
-        .map_err(fail)?
-        .unwrap_or_default();
+    // A controller killed mid-way runs these writes again: enabling a
+    // mount twice fails, so mounts that exist are skipped.
+    let mut existing = Vec::new();
+    for listing in ["sys/auth", "sys/mounts"] {
+        let mounts = root.read(listing).await.map_err(fail)?.unwrap_or_default();
+        existing.push((format!("{listing}/"), mounts));
+    }
     let ca = KubeCa::Pem(ctx.settings.kube_ca_pem.clone());
     for (_, requests) in operator_requests(cluster, &inputs, &ca)? {
         for request in requests {
-            if request.path.starts_with("sys/auth/") {
-                let mount = format!("{}/", request.path.trim_start_matches("sys/auth/"));
-                // Listed at the top level and under `data`, depending on version.
-                if mounts.get(&mount).is_some() || mounts["data"].get(&mount).is_some() {
-                    continue;
-                }
+            let enabled = existing.iter().any(|(prefix, mounts)| {
+                request
+                    .path
+                    .strip_prefix(prefix.as_str())
+                    .is_some_and(|name| {
+                        let mount = format!("{name}/");
+                        // Listed at the top level and under `data`, depending on version.
+                        mounts.get(&mount).is_some() || mounts["data"].get(&mount).is_some()
+                    })
+            });
+            if enabled {
+                continue;
             }
             root.write(&request.path, &request.data)
                 .await

@@ -19,6 +19,7 @@
 pub mod backup;
 mod bootstrap;
 mod dereference;
+mod drill;
 pub mod error;
 mod objects;
 mod raft;
@@ -323,6 +324,7 @@ async fn reconcile_inner(
         ctx,
         state,
         &snapshot,
+        &material,
         !paused && initialized && serving,
     )
     .await?;

@@ -1,31 +1,20 @@
 //! The backup identity's ServiceAccount and the backup Job, from
-//! `spec.backup`. The Job logs in with its own JWT role through a projected
-//! token (never the Kubernetes API token: it is not mounted), runs under
-//! the restricted Pod Security profile, and writes its result line to the
-//! termination message, where the controller reads it from the pod status.
-
-use std::collections::BTreeMap;
+//! `spec.backup`. The Job logs in with its own JWT role; what it shares
+//! with every generated Job is in [`super::jobs`].
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use lifecycle_types::backup::BackupSpec;
-use lifecycle_types::{OpenBaoCluster, labels, names};
-use serde_json::{Value, json};
+use lifecycle_types::{OpenBaoCluster, names};
+use serde_json::json;
 
 use super::config::TLS_CA;
-use super::{API_PORT, RenderError, from_json, metadata_json, name_and_namespace, owned_metadata};
+use super::jobs::{self, JobParts, TERMINATION_LOG, env_var};
+use super::{API_PORT, RenderError, name_and_namespace};
 
 /// Label value of `app.kubernetes.io/component` on backup Jobs and pods.
 pub const COMPONENT_BACKUP: &str = "backup";
-/// Where Kubernetes reads a container's termination message.
-pub const TERMINATION_LOG: &str = "/dev/termination-log";
-/// Where the projected OpenBao token is mounted (the Job binaries' default).
-const TOKEN_DIR: &str = "/var/run/secrets/openbao";
 const CA_DIR: &str = "/etc/openbao/ca";
-/// The identity's projected token lives at most this long.
-const TOKEN_SECONDS: i64 = 3600;
-/// uid and gid of the distroless non-root user the images run as.
-const NON_ROOT: i64 = 65532;
 
 /// Why a backup Job runs; part of its name, so a controller that restarts
 /// between creating the Job and recording it finds the same Job again.
@@ -50,38 +39,24 @@ impl BackupCause {
         match self {
             Self::Schedule(slot) => slot.clone(),
             // Trigger values are label-like but not lowercase; a digest is.
-            Self::Trigger(value) => {
-                let digest = super::config::hash(value);
-                format!("m{}", &digest[..11])
-            }
+            Self::Trigger(value) => jobs::digest_suffix('m', value),
         }
     }
 }
 
 /// The backup Job's name for `cause`: at most 63 characters (a label value).
 pub fn job_name(cluster: &str, cause: &BackupCause) -> String {
-    let suffix = cause.suffix();
-    let room = 63 - "-backup-".len() - suffix.len();
-    let base: String = cluster.chars().take(room).collect();
-    format!("{}-backup-{suffix}", base.trim_end_matches('-'))
+    jobs::job_name(cluster, "backup", &cause.suffix())
 }
 
 /// The backup identity's ServiceAccount (`<cluster>-backup`, the subject
 /// of the `openbao-operator-backup` JWT role).
 pub fn service_account(cluster: &OpenBaoCluster) -> Result<ServiceAccount, RenderError> {
     let (name, _) = name_and_namespace(cluster)?;
-    let mut metadata = owned_metadata(cluster, names::backup_service_account(name))?;
-    if let Some(identity) = backup_spec(cluster)?
-        .credentials
-        .as_ref()
-        .and_then(|c| c.workload_identity.as_ref())
-        && !identity.service_account_annotations.is_empty()
-    {
-        metadata.annotations = Some(identity.service_account_annotations.clone());
-    }
-    from_json(
-        "ServiceAccount",
-        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata_json(&metadata)?}),
+    jobs::service_account(
+        cluster,
+        backup_spec(cluster)?,
+        names::backup_service_account(name),
     )
 }
 
@@ -93,50 +68,16 @@ pub fn job(
 ) -> Result<Job, RenderError> {
     let (name, namespace) = name_and_namespace(cluster)?;
     let spec = backup_spec(cluster)?;
-    let job_name = job_name(name, cause);
-    let mut metadata = owned_metadata(cluster, job_name.clone())?;
-    let mut pod_labels = BTreeMap::from([
-        (labels::CLUSTER.to_owned(), name.to_owned()),
-        (
-            labels::APP_NAME.to_owned(),
-            labels::APP_NAME_OPENBAO.to_owned(),
-        ),
-        (labels::APP_INSTANCE.to_owned(), name.to_owned()),
-        (
-            labels::APP_COMPONENT.to_owned(),
-            COMPONENT_BACKUP.to_owned(),
-        ),
-        (
-            labels::APP_MANAGED_BY.to_owned(),
-            labels::MANAGED_BY_OPERATOR.to_owned(),
-        ),
-    ]);
-    metadata.labels = Some(pod_labels.clone());
-    if let Some(identity) = spec
-        .credentials
-        .as_ref()
-        .and_then(|c| c.workload_identity.as_ref())
-    {
-        pod_labels.extend(identity.pod_labels.clone());
-    }
-    let mut volumes = vec![json!({
-        "name": "openbao-token",
-        "projected": {"sources": [{"serviceAccountToken": {
-            "audience": cluster.spec.self_init.oidc.audience,
-            "expirationSeconds": TOKEN_SECONDS,
-            "path": "token",
-        }}]},
-    })];
-    let mut mounts =
-        vec![json!({"name": "openbao-token", "mountPath": TOKEN_DIR, "readOnly": true})];
+    let mut volumes = Vec::new();
+    let mut mounts = vec![jobs::token_mount()];
     let mut env = vec![
         env_var("OPENBAO_ADDR", &addresses(cluster)?),
-        env_var("BACKUP_DESTINATION", &spec.destination.url),
         env_var("BACKUP_NAMESPACE", namespace),
         env_var("BACKUP_CLUSTER", name),
         env_var("BACKUP_RESULT_FILE", TERMINATION_LOG),
         env_var("LOG_JSON", "true"),
     ];
+    env.extend(jobs::storage_env(spec, "BACKUP_", "DESTINATION"));
     // The servers' CA is the pods' `ca.crt`; ACME uses the public roots.
     if let Some(ca_secret) = super::secrets::tls_files_secret(cluster) {
         volumes.push(json!({
@@ -145,20 +86,6 @@ pub fn job(
         }));
         mounts.push(json!({"name": "openbao-ca", "mountPath": CA_DIR, "readOnly": true}));
         env.push(env_var("OPENBAO_CACERT", &format!("{CA_DIR}/{TLS_CA}")));
-    }
-    if let Some(endpoint) = &spec.destination.endpoint {
-        let variable = if spec.destination.url.starts_with("gs://") {
-            "BACKUP_GCS_ENDPOINT"
-        } else {
-            "BACKUP_S3_ENDPOINT"
-        };
-        env.push(env_var(variable, endpoint));
-    }
-    if spec.destination.emulator {
-        env.push(env_var("BACKUP_STORAGE_EMULATOR", "true"));
-    }
-    if let Some(region) = &spec.destination.region {
-        env.push(env_var("AWS_REGION", region));
     }
     if let Some(retention) = &spec.retention {
         if let Some(keep) = retention.keep_last {
@@ -183,71 +110,31 @@ pub fn job(
     }
     volumes.push(json!({"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}));
     mounts.push(json!({"name": "tmp", "mountPath": "/tmp"}));
-    // The Secret's keys become the environment; its values never appear
-    // in the Job.
-    let env_from = spec
-        .credentials
-        .as_ref()
-        .and_then(|c| c.secret_ref.as_ref())
-        .map(|secret| json!([{"secretRef": {"name": secret}}]))
-        .unwrap_or_else(|| json!([]));
-    let mut container = json!({
-        "name": COMPONENT_BACKUP,
-        "image": spec.image.clone().unwrap_or_else(|| default_image.to_owned()),
-        "env": env,
-        "envFrom": env_from,
-        "volumeMounts": mounts,
-        "terminationMessagePath": TERMINATION_LOG,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "readOnlyRootFilesystem": true,
-            "runAsNonRoot": true,
-            "capabilities": {"drop": ["ALL"]},
+    let container = jobs::binary_container(
+        COMPONENT_BACKUP,
+        spec.image.as_deref().unwrap_or(default_image),
+        env,
+        jobs::credentials_env_from(spec),
+        mounts,
+        spec.resources.as_ref(),
+    )?;
+    jobs::job(
+        cluster,
+        JobParts {
+            name: job_name(name, cause),
+            component: COMPONENT_BACKUP,
+            service_account: names::backup_service_account(name),
+            deadline_seconds: spec.deadline_seconds,
+            ttl_seconds_after_finished: spec.ttl_seconds_after_finished,
+            init_containers: Vec::new(),
+            containers: vec![container],
+            volumes,
+            pod_labels: jobs::workload_identity_labels(spec),
         },
-    });
-    if let Some(resources) = &spec.resources {
-        container["resources"] =
-            serde_json::to_value(resources).map_err(|e| RenderError::Build {
-                kind: "Job",
-                message: e.to_string(),
-            })?;
-    }
-    from_json(
-        "Job",
-        json!({
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": metadata_json(&metadata)?,
-            "spec": {
-                // One attempt: the schedule is the retry, and a second pod
-                // would hide the first one's termination message.
-                "backoffLimit": 0,
-                "activeDeadlineSeconds": spec.deadline_seconds,
-                "ttlSecondsAfterFinished": spec.ttl_seconds_after_finished,
-                "template": {
-                    "metadata": {"labels": pod_labels},
-                    "spec": {
-                        "serviceAccountName": names::backup_service_account(name),
-                        "automountServiceAccountToken": false,
-                        "restartPolicy": "Never",
-                        "enableServiceLinks": false,
-                        "securityContext": {
-                            "runAsNonRoot": true,
-                            "runAsUser": NON_ROOT,
-                            "runAsGroup": NON_ROOT,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
-                        "containers": [container],
-                        "volumes": volumes,
-                    },
-                },
-            },
-        }),
     )
 }
 
-fn backup_spec(cluster: &OpenBaoCluster) -> Result<&BackupSpec, RenderError> {
+pub(super) fn backup_spec(cluster: &OpenBaoCluster) -> Result<&BackupSpec, RenderError> {
     cluster
         .spec
         .backup
@@ -259,7 +146,7 @@ fn backup_spec(cluster: &OpenBaoCluster) -> Result<&BackupSpec, RenderError> {
 }
 
 /// The active Service first, then every pod: the Job finds the leader.
-fn addresses(cluster: &OpenBaoCluster) -> Result<String, RenderError> {
+pub(super) fn addresses(cluster: &OpenBaoCluster) -> Result<String, RenderError> {
     let (name, namespace) = name_and_namespace(cluster)?;
     let headless = names::headless_service(name);
     let statefulset = names::statefulset(name);
@@ -273,12 +160,10 @@ fn addresses(cluster: &OpenBaoCluster) -> Result<String, RenderError> {
     Ok(all.join(","))
 }
 
-fn env_var(name: &str, value: &str) -> Value {
-    json!({"name": name, "value": value})
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::render::fixtures;
 

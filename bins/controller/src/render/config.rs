@@ -10,7 +10,7 @@
 //! - `initialize`: only the bootstrap pod may load it, so it lives in its
 //!   own file ([`super::self_init`]).
 
-use hcl::{Block, Body, Expression};
+use hcl::{Block, Body, BodyBuilder, Expression};
 use k8s_openapi::api::core::v1::ConfigMap;
 use lifecycle_types::cluster::{AuditDevice, AuditFormat, AuditType, TlsMode, UnsealType};
 use lifecycle_types::{OpenBaoCluster, names};
@@ -103,24 +103,7 @@ pub fn body(cluster: &OpenBaoCluster, inputs: &Inputs) -> Result<Body, RenderErr
     }
     body = body.add_block(storage.add_block(join.build()).build());
 
-    body = body.add_block(seal(cluster, inputs)?);
-    if let Some(plugin) = &spec.unseal.kms_plugin {
-        // OpenBao 2.7 ships cloud KMS seals as plugins it downloads from an
-        // OCI image at start and verifies against the checksum.
-        body = body
-            .add_attribute(("plugin_directory", paths.plugin_dir.as_str()))
-            .add_attribute(("plugin_auto_download", true))
-            .add_block(
-                Block::builder("plugin")
-                    .add_label("kms")
-                    .add_label(spec.unseal.type_.seal_name())
-                    .add_attribute(("image", plugin.image.as_str()))
-                    .add_attribute(("version", plugin.version.as_str()))
-                    .add_attribute(("binary_name", plugin.binary_name.as_str()))
-                    .add_attribute(("sha256sum", plugin.sha256sum.as_str()))
-                    .build(),
-            );
-    }
+    body = with_seal(body, cluster, inputs)?;
 
     // Labels the pod with openbao-active/-sealed/-initialized, which the
     // client Service and the controller read.
@@ -139,6 +122,37 @@ pub fn body(cluster: &OpenBaoCluster, inputs: &Inputs) -> Result<Body, RenderErr
         body = body.add_block(audit(device, inputs));
     }
     Ok(body.build())
+}
+
+/// The seal stanza, and the KMS plugin OpenBao needs for a cloud seal.
+/// The throwaway node of a restore drill ([`super::drill`]) shares it.
+pub(super) fn with_seal(
+    body: BodyBuilder,
+    cluster: &OpenBaoCluster,
+    inputs: &Inputs,
+) -> Result<BodyBuilder, RenderError> {
+    let spec = &cluster.spec;
+    let paths = &inputs.paths;
+    let mut body = body.add_block(seal(cluster, inputs)?);
+    if let Some(plugin) = &spec.unseal.kms_plugin {
+        // OpenBao 2.7 ships cloud KMS seals as plugins it downloads from an
+        // OCI image at start and verifies against the checksum.
+        body = body
+            .add_attribute(("plugin_directory", paths.plugin_dir.as_str()))
+            .add_attribute(("plugin_auto_download", true))
+            .add_block(
+                Block::builder("plugin")
+                    .add_label("kms")
+                    .add_label(spec.unseal.type_.seal_name())
+                    .add_attribute(("image", plugin.image.as_str()))
+                    .add_attribute(("version", plugin.version.as_str()))
+                    .add_attribute(("binary_name", plugin.binary_name.as_str()))
+                    .add_attribute(("sha256sum", plugin.sha256sum.as_str()))
+                    .build(),
+            );
+    }
+
+    Ok(body)
 }
 
 fn invalid(field: &str, message: &str) -> RenderError {

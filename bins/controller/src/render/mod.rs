@@ -8,7 +8,9 @@
 pub mod autopilot;
 pub mod backup;
 pub mod config;
+pub mod drill;
 pub mod exposure;
+pub mod jobs;
 pub mod network_policy;
 pub mod pdb;
 pub mod rbac;
@@ -194,6 +196,15 @@ pub fn name_and_namespace(cluster: &OpenBaoCluster) -> Result<(&str, &str), Rend
 
 /// Labels that select this cluster's OpenBao pods: the cluster label only,
 /// so user labels can never change what a selector matches.
+/// The cluster's uid (the controller's audience and the drill canary).
+pub fn cluster_uid(cluster: &OpenBaoCluster) -> Result<&str, RenderError> {
+    cluster
+        .metadata
+        .uid
+        .as_deref()
+        .ok_or(RenderError::MissingMetadata("metadata.uid"))
+}
+
 pub fn selector_labels(name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([(labels::CLUSTER.to_owned(), name.to_owned())])
 }

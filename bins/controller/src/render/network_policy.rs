@@ -71,7 +71,12 @@ pub fn network_policy(
                 "ingress": [
                     api_rule,
                     {
-                        "from": [{"podSelector": {"matchLabels": selector_labels(name)}}],
+                        // The cluster's OpenBao pods, not its Jobs' pods
+                        // (backup, drill), which carry the cluster label too.
+                        "from": [{"podSelector": {
+                            "matchLabels": selector_labels(name),
+                            "matchExpressions": [{"key": crate::stores::JOB_NAME_LABEL, "operator": "DoesNotExist"}],
+                        }}],
                         "ports": [{"protocol": "TCP", "port": CLUSTER_PORT}],
                     },
                 ],

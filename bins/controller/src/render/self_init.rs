@@ -20,7 +20,10 @@ use hcl::{Block, Body, Expression};
 use k8s_openapi::api::core::v1::ConfigMap;
 use lifecycle_types::OpenBaoCluster;
 use lifecycle_types::cluster::{SecretField, SecretSource, SelfInitRequest, UnsealType};
-use lifecycle_types::identities::{Identity, JWT_AUTH_MOUNT, SubjectVars, jwt_roles};
+use lifecycle_types::identities::{
+    CANARY_FIELD, CANARY_MOUNT, CANARY_PATH, DRILL_THROWAWAY_POLICY_HCL, Identity, JWT_AUTH_MOUNT,
+    JwtRole, SubjectVars, jwt_role, jwt_roles,
+};
 use lifecycle_types::names;
 use serde_json::{Value, json};
 
@@ -31,6 +34,7 @@ use super::{Inputs, RenderError, name_and_namespace, owned_metadata};
 pub const OPERATOR_AUTH_BLOCK: &str = "operator-auth";
 pub const OPERATOR_POLICIES_BLOCK: &str = "operator-policies";
 pub const OPERATOR_ROLES_BLOCK: &str = "operator-roles";
+pub const OPERATOR_CANARY_BLOCK: &str = "operator-canary";
 pub const RECOVERY_KEYS_BLOCK: &str = "recovery-keys";
 pub const USER_BLOCK: &str = "requests";
 
@@ -122,17 +126,54 @@ pub fn operator_requests(
     ca: &KubeCa,
 ) -> Result<Vec<(&'static str, Vec<OperatorRequest>)>, RenderError> {
     let (name, namespace) = name_and_namespace(cluster)?;
-    let uid = cluster
-        .metadata
-        .uid
-        .as_deref()
-        .ok_or(RenderError::MissingMetadata("metadata.uid"))?;
+    let uid = super::cluster_uid(cluster)?;
     let oidc = &cluster.spec.self_init.oidc;
-    let write = |name: &str, path: String, data: Value| OperatorRequest {
-        name: name.to_owned(),
-        path,
-        data,
+    let auth = auth_requests(cluster, inputs, ca);
+    let policies = Identity::ALL
+        .iter()
+        .map(|identity| {
+            write(
+                identity.policy_name(),
+                format!("sys/policies/acl/{}", identity.policy_name()),
+                json!({"policy": identity.policy_hcl()}),
+            )
+        })
+        .collect();
+
+    let vars = SubjectVars {
+        operator_namespace: &inputs.operator_namespace,
+        namespace,
+        cluster: name,
     };
+    let roles = jwt_roles()
+        .map_err(|source| RenderError::Identities {
+            what: "JWT role",
+            source,
+        })?
+        .iter()
+        .map(|role| role_request(role, &vars, uid, &oidc.audience))
+        .collect();
+    // What a restore drill reads back from a restored copy: the cluster's
+    // uid (not a secret) in a KV mount of the operator's own.
+    let canary = vec![
+        write(
+            "enable-canary",
+            format!("sys/mounts/{CANARY_MOUNT}"),
+            json!({"type": "kv", "options": {"version": "1"}, "description": "openbao-operator restore-drill canary"}),
+        ),
+        write("canary", CANARY_PATH.to_owned(), json!({CANARY_FIELD: uid})),
+    ];
+    Ok(vec![
+        (OPERATOR_AUTH_BLOCK, auth),
+        (OPERATOR_POLICIES_BLOCK, policies),
+        (OPERATOR_ROLES_BLOCK, roles),
+        (OPERATOR_CANARY_BLOCK, canary),
+    ])
+}
+
+/// The JWT auth method trusting the service-account issuer.
+fn auth_requests(cluster: &OpenBaoCluster, inputs: &Inputs, ca: &KubeCa) -> Vec<OperatorRequest> {
+    let oidc = &cluster.spec.self_init.oidc;
     // Discovery, not pinned keys: OpenBao fetches the issuer's JWKS and
     // refreshes it, so rotating the service-account signing key does not
     // break logins. The Kubernetes API server's issuer is verified with
@@ -167,7 +208,7 @@ pub fn operator_requests(
             "bound_issuer": issuer,
         }),
     };
-    let auth = vec![
+    vec![
         write(
             "enable-jwt",
             format!("sys/auth/{JWT_AUTH_MOUNT}"),
@@ -178,50 +219,81 @@ pub fn operator_requests(
             format!("auth/{JWT_AUTH_MOUNT}/config"),
             config,
         ),
-    ];
+    ]
+}
 
-    let policies = Identity::ALL
-        .iter()
-        .map(|identity| {
-            write(
-                identity.policy_name(),
-                format!("sys/policies/acl/{}", identity.policy_name()),
-                json!({"policy": identity.policy_hcl()}),
-            )
-        })
-        .collect();
+/// The write that creates one JWT role for one cluster.
+fn role_request(
+    role: &JwtRole,
+    vars: &SubjectVars<'_>,
+    uid: &str,
+    audience: &str,
+) -> OperatorRequest {
+    let mut data = role.request_body(vars);
+    // The controller's role accepts only the tokens the controller mints
+    // for this cluster (namespace, name and uid), so a token seen by
+    // another cluster cannot be replayed here. Every other identity's role
+    // accepts the Jobs' projected tokens, minted with
+    // spec.selfInit.oidc.audience.
+    data["bound_audiences"] = json!(role.audiences(vars, uid, audience));
+    write(
+        &role.name,
+        format!("auth/{JWT_AUTH_MOUNT}/role/{}", role.name),
+        data,
+    )
+}
 
+/// The `initialize` blocks of a restore drill's throwaway node: the
+/// cluster's JWT auth method, the drill identity's role, and under its
+/// policy name the throwaway policy (restore into this node, nothing else).
+/// The restore then replaces all of it with the backup's own.
+pub fn drill_initialize(
+    cluster: &OpenBaoCluster,
+    inputs: &Inputs,
+) -> Result<Vec<Block>, RenderError> {
+    let (name, namespace) = name_and_namespace(cluster)?;
+    let uid = super::cluster_uid(cluster)?;
     let vars = SubjectVars {
         operator_namespace: &inputs.operator_namespace,
         namespace,
         cluster: name,
     };
-    let roles = jwt_roles()
-        .map_err(|source| RenderError::Identities {
-            what: "JWT role",
-            source,
-        })?
-        .into_iter()
-        .map(|role| {
-            let mut data = role.request_body(&vars);
-            // The controller's role accepts only the tokens the controller
-            // mints for this cluster (namespace, name and uid), so a token
-            // seen by another cluster cannot be replayed here. Every other
-            // identity's role accepts the Jobs' projected tokens, minted
-            // with spec.selfInit.oidc.audience.
-            data["bound_audiences"] = json!(role.audiences(&vars, uid, &oidc.audience));
-            write(
-                &role.name,
-                format!("auth/{JWT_AUTH_MOUNT}/role/{}", role.name),
-                data,
-            )
-        })
-        .collect();
-    Ok(vec![
-        (OPERATOR_AUTH_BLOCK, auth),
-        (OPERATOR_POLICIES_BLOCK, policies),
-        (OPERATOR_ROLES_BLOCK, roles),
-    ])
+    let identities = |source| RenderError::Identities {
+        what: "JWT role",
+        source,
+    };
+    let role = jwt_role(Identity::Drill)
+        .map_err(identities)?
+        .ok_or_else(|| RenderError::InvalidSpec {
+            field: "policies/jwt-roles.hcl".into(),
+            message: "has no role for the drill identity; restore it from the repository".into(),
+        })?;
+    let ca = KubeCa::File(inputs.paths.kube_ca_file.clone());
+    let mut requests = auth_requests(cluster, inputs, &ca);
+    requests.push(write(
+        "drill-policy",
+        format!("sys/policies/acl/{}", Identity::Drill.policy_name()),
+        json!({"policy": DRILL_THROWAWAY_POLICY_HCL}),
+    ));
+    requests.push(role_request(
+        &role,
+        &vars,
+        uid,
+        &cluster.spec.self_init.oidc.audience,
+    ));
+    let mut built = Vec::new();
+    for r in requests {
+        built.push(request(&r.name, "update", &r.path, r.data, false)?);
+    }
+    Ok(vec![initialize(OPERATOR_AUTH_BLOCK, built)])
+}
+
+fn write(name: &str, path: String, data: Value) -> OperatorRequest {
+    OperatorRequest {
+        name: name.to_owned(),
+        path,
+        data,
+    }
 }
 
 /// Environment variable of the bootstrap pod that carries a Secret-backed
@@ -345,6 +417,7 @@ mod tests {
                 OPERATOR_AUTH_BLOCK,
                 OPERATOR_POLICIES_BLOCK,
                 OPERATOR_ROLES_BLOCK,
+                OPERATOR_CANARY_BLOCK,
                 RECOVERY_KEYS_BLOCK,
                 USER_BLOCK
             ]
@@ -402,7 +475,7 @@ mod tests {
             cluster.metadata.uid.as_deref().unwrap()
         );
         let roles = role_audiences(&cluster);
-        assert_eq!(roles.len(), 5);
+        assert_eq!(roles.len(), 6);
         for (name, audiences) in &roles {
             if name == "openbao-operator" {
                 assert_eq!(*audiences, json!([own]), "{name}");

@@ -128,89 +128,10 @@ pub fn statefulset(cluster: &OpenBaoCluster, inputs: &Inputs) -> Result<Stateful
         mounts.push(json!({"name": "tls", "mountPath": paths.tls_dir, "readOnly": true}));
     }
 
-    let secret_key_env = |env_name: &str, secret: &str, key: &str, optional: bool| json!({"name": env_name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": optional}}});
-    let unseal = &spec.unseal;
-    match unseal.type_ {
-        UnsealType::Static => {
-            // The raw key as a file: no encoding, so no trailing newline.
-            volumes.push(json!({"name": "seal", "secret": {
-                "secretName": names::unseal_secret(name),
-                "defaultMode": SECRET_MODE,
-                "items": [{"key": names::UNSEAL_KEY, "path": SEAL_KEY_FILE}],
-            }}));
-            mounts.push(json!({"name": "seal", "mountPath": paths.seal_dir, "readOnly": true}));
-        }
-        UnsealType::Transit => {
-            if let Some(transit) = &unseal.transit {
-                volumes.push(json!({"name": "seal", "secret": {
-                    "secretName": transit.token_secret_ref,
-                    "defaultMode": SECRET_MODE,
-                    "items": [{"key": "token", "path": TRANSIT_TOKEN_FILE}],
-                }}));
-                mounts.push(json!({"name": "seal", "mountPath": paths.seal_dir, "readOnly": true}));
-                if let Some(ca) = &transit.ca_secret_ref {
-                    volumes.push(json!({"name": "seal-ca", "secret": {
-                        "secretName": ca,
-                        "defaultMode": SECRET_MODE,
-                        "items": [{"key": TLS_CA, "path": TLS_CA}],
-                    }}));
-                    mounts.push(json!({"name": "seal-ca", "mountPath": paths.seal_ca_dir, "readOnly": true}));
-                }
-            }
-        }
-        UnsealType::Awskms => {
-            if let Some(secret) = &unseal.credentials_secret_ref {
-                env.push(secret_key_env(
-                    "AWS_ACCESS_KEY_ID",
-                    secret,
-                    "AWS_ACCESS_KEY_ID",
-                    false,
-                ));
-                env.push(secret_key_env(
-                    "AWS_SECRET_ACCESS_KEY",
-                    secret,
-                    "AWS_SECRET_ACCESS_KEY",
-                    false,
-                ));
-                env.push(secret_key_env(
-                    "AWS_SESSION_TOKEN",
-                    secret,
-                    "AWS_SESSION_TOKEN",
-                    true,
-                ));
-            }
-        }
-        UnsealType::Gcpckms => {
-            if let Some(secret) = &unseal.credentials_secret_ref {
-                volumes.push(json!({"name": "seal-credentials", "secret": {
-                    "secretName": secret,
-                    "defaultMode": SECRET_MODE,
-                    "items": [{"key": GCP_CREDENTIALS_FILE, "path": GCP_CREDENTIALS_FILE}],
-                }}));
-                mounts.push(json!({"name": "seal-credentials", "mountPath": paths.seal_credentials_dir, "readOnly": true}));
-            }
-        }
-        UnsealType::Azurekeyvault => {
-            if let Some(secret) = &unseal.credentials_secret_ref {
-                env.push(secret_key_env(
-                    "AZURE_CLIENT_ID",
-                    secret,
-                    "AZURE_CLIENT_ID",
-                    false,
-                ));
-                env.push(secret_key_env(
-                    "AZURE_CLIENT_SECRET",
-                    secret,
-                    "AZURE_CLIENT_SECRET",
-                    false,
-                ));
-            }
-        }
-    }
-    if unseal.kms_plugin.is_some() {
-        volumes.push(json!({"name": "plugins", "emptyDir": {}}));
-        mounts.push(json!({"name": "plugins", "mountPath": paths.plugin_dir}));
-    }
+    let seal = seal_access(cluster, paths);
+    env.extend(seal.env);
+    volumes.extend(seal.volumes);
+    mounts.extend(seal.mounts);
     let file_audit = spec.configuration.audit.iter().any(|a| {
         a.type_ == AuditType::File
             && a.file
@@ -305,7 +226,7 @@ pub fn statefulset(cluster: &OpenBaoCluster, inputs: &Inputs) -> Result<Stateful
 
     // Operator-owned keys win over the user's extra metadata.
     let mut pod_labels = spec.pod_metadata.labels.clone();
-    if let Some(identity) = &unseal.workload_identity {
+    if let Some(identity) = &spec.unseal.workload_identity {
         pod_labels.extend(identity.pod_labels.clone());
     }
     pod_labels.extend(common_labels(name));
@@ -405,6 +326,111 @@ pub fn statefulset(cluster: &OpenBaoCluster, inputs: &Inputs) -> Result<Stateful
             },
         }),
     )
+}
+
+/// What a pod running OpenBao needs to reach its seal: the key or token
+/// files, CA, credentials and the KMS plugin folder. The StatefulSet and a
+/// restore drill's throwaway node share it.
+pub(super) struct SealAccess {
+    pub env: Vec<Value>,
+    pub volumes: Vec<Value>,
+    pub mounts: Vec<Value>,
+}
+
+pub(super) fn seal_access(cluster: &OpenBaoCluster, paths: &super::Paths) -> SealAccess {
+    let (mut env, mut volumes, mut mounts) = (Vec::new(), Vec::new(), Vec::new());
+    let unseal = &cluster.spec.unseal;
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    match unseal.type_ {
+        UnsealType::Static => {
+            // The raw key as a file: no encoding, so no trailing newline.
+            volumes.push(json!({"name": "seal", "secret": {
+                "secretName": names::unseal_secret(name),
+                "defaultMode": SECRET_MODE,
+                "items": [{"key": names::UNSEAL_KEY, "path": SEAL_KEY_FILE}],
+            }}));
+            mounts.push(json!({"name": "seal", "mountPath": paths.seal_dir, "readOnly": true}));
+        }
+        UnsealType::Transit => {
+            if let Some(transit) = &unseal.transit {
+                volumes.push(json!({"name": "seal", "secret": {
+                    "secretName": transit.token_secret_ref,
+                    "defaultMode": SECRET_MODE,
+                    "items": [{"key": "token", "path": TRANSIT_TOKEN_FILE}],
+                }}));
+                mounts.push(json!({"name": "seal", "mountPath": paths.seal_dir, "readOnly": true}));
+                if let Some(ca) = &transit.ca_secret_ref {
+                    volumes.push(json!({"name": "seal-ca", "secret": {
+                        "secretName": ca,
+                        "defaultMode": SECRET_MODE,
+                        "items": [{"key": TLS_CA, "path": TLS_CA}],
+                    }}));
+                    mounts.push(json!({"name": "seal-ca", "mountPath": paths.seal_ca_dir, "readOnly": true}));
+                }
+            }
+        }
+        UnsealType::Awskms => {
+            if let Some(secret) = &unseal.credentials_secret_ref {
+                env.push(secret_key_env(
+                    "AWS_ACCESS_KEY_ID",
+                    secret,
+                    "AWS_ACCESS_KEY_ID",
+                    false,
+                ));
+                env.push(secret_key_env(
+                    "AWS_SECRET_ACCESS_KEY",
+                    secret,
+                    "AWS_SECRET_ACCESS_KEY",
+                    false,
+                ));
+                env.push(secret_key_env(
+                    "AWS_SESSION_TOKEN",
+                    secret,
+                    "AWS_SESSION_TOKEN",
+                    true,
+                ));
+            }
+        }
+        UnsealType::Gcpckms => {
+            if let Some(secret) = &unseal.credentials_secret_ref {
+                volumes.push(json!({"name": "seal-credentials", "secret": {
+                    "secretName": secret,
+                    "defaultMode": SECRET_MODE,
+                    "items": [{"key": GCP_CREDENTIALS_FILE, "path": GCP_CREDENTIALS_FILE}],
+                }}));
+                mounts.push(json!({"name": "seal-credentials", "mountPath": paths.seal_credentials_dir, "readOnly": true}));
+            }
+        }
+        UnsealType::Azurekeyvault => {
+            if let Some(secret) = &unseal.credentials_secret_ref {
+                env.push(secret_key_env(
+                    "AZURE_CLIENT_ID",
+                    secret,
+                    "AZURE_CLIENT_ID",
+                    false,
+                ));
+                env.push(secret_key_env(
+                    "AZURE_CLIENT_SECRET",
+                    secret,
+                    "AZURE_CLIENT_SECRET",
+                    false,
+                ));
+            }
+        }
+    }
+    if unseal.kms_plugin.is_some() {
+        volumes.push(json!({"name": "plugins", "emptyDir": {}}));
+        mounts.push(json!({"name": "plugins", "mountPath": paths.plugin_dir}));
+    }
+    SealAccess {
+        env,
+        volumes,
+        mounts,
+    }
+}
+
+fn secret_key_env(env_name: &str, secret: &str, key: &str, optional: bool) -> Value {
+    json!({"name": env_name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": optional}}})
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Value, RenderError> {

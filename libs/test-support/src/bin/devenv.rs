@@ -4,6 +4,12 @@
 //! ServiceAccount); applies the Development sample `OpenBaoCluster` and waits
 //! until the controller has made it an Available 3-voter OpenBao cluster;
 //! prints how to reach it, and tears everything down on Ctrl-C or SIGTERM.
+//!
+//! The sample's `spec.backup` writes to a local S3 server (versitygw) that
+//! devenv starts on the node agent's bridge, with its credentials in a
+//! Secret; the backup and restore-drill Jobs run the workspace's `backup`
+//! and `restore` binaries. devenv waits for the first backup (and, briefly,
+//! its restore drill) and says where the files are.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};
@@ -16,9 +22,12 @@ use clap::Parser;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
+use lifecycle_types::backup::{BackupFailure, DrillResult, OperationLock};
 use lifecycle_types::{OpenBaoCluster, names};
 
+use test_support::node_agent::ImageMap;
 use test_support::process::ManagedProcess;
+use test_support::s3::S3Server;
 use test_support::{ControlPlane, NodeAgent, NodeAgentOptions, tools};
 
 /// OpenBao's API port.
@@ -27,6 +36,15 @@ const API_PORT: u16 = 8200;
 /// OpenBao JWT role).
 const OPERATOR_NAMESPACE: &str = "openbao-operator-system";
 const SAMPLE: &str = "manifests/samples/openbaocluster-development.yaml";
+/// Images of the backup and restore-drill Jobs, as the controller is told
+/// (`--backup-image`, `--restore-image`) and the node agent maps them to
+/// the workspace's binaries.
+const BACKUP_IMAGE: &str = "openbao-operator/backup:dev";
+const RESTORE_IMAGE: &str = "openbao-operator/restore:dev";
+/// How long to wait, once the cluster is Available, for the first backup and
+/// then for its restore drill; devenv goes on (and says so) after either.
+const BACKUP_WAIT: Duration = Duration::from_secs(180);
+const DRILL_WAIT: Duration = Duration::from_secs(180);
 
 /// Local environment: a real Kubernetes control plane where the operator
 /// runs a real OpenBao cluster as pods.
@@ -58,9 +76,20 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Brings everything up, then waits forever (unless `--exit-when-ready`);
-/// the caller stops it by dropping the future, which stops the controller,
-/// drops the node agent (pods, network) and then the control plane.
+/// the caller stops it by dropping the future, which stops the controller
+/// and the S3 server, drops the node agent (pods, network) and then the
+/// control plane.
 async fn run(args: Args) -> anyhow::Result<()> {
+    let mut cluster: OpenBaoCluster = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(workspace_file(SAMPLE))
+            .with_context(|| format!("read {SAMPLE}"))?,
+    )
+    .with_context(|| format!("{SAMPLE} is not an OpenBaoCluster"))?;
+    cluster.spec.version = args.openbao_version.clone();
+    cluster.spec.replicas = args.nodes;
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let ns = cluster.metadata.namespace.clone().unwrap_or_default();
+
     println!("starting the local control plane (etcd, kube-apiserver, kube-controller-manager)...");
     let plane = ControlPlane::start().await?;
     let client = plane.client().await?;
@@ -71,7 +100,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     println!("starting the node agent (kubelet stand-in, kube-scheduler, cluster DNS)...");
-    let agent = NodeAgent::start(&plane, NodeAgentOptions::default()).await?;
+    let images = ImageMap::default()
+        .with_binary(image_repository(BACKUP_IMAGE), &sibling_binary("backup")?)
+        .with_binary(image_repository(RESTORE_IMAGE), &sibling_binary("restore")?);
+    let agent = NodeAgent::start(
+        &plane,
+        NodeAgentOptions {
+            images,
+            ..NodeAgentOptions::default()
+        },
+    )
+    .await?;
     println!(
         "node {} is Ready (pods on bridge {}, {}/24)",
         agent.nodes().join(", "),
@@ -79,17 +118,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         agent.gateway()
     );
 
+    // Declared after the agent and before the controller, so that it stops
+    // after the controller and before the pods' network goes away.
+    let s3 = start_backup_storage(&client, &agent, &mut cluster, &ns).await?;
+
     let _controller = start_controller(&plane, &agent).await?;
 
-    let mut cluster: OpenBaoCluster = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(workspace_file(SAMPLE))
-            .with_context(|| format!("read {SAMPLE}"))?,
-    )
-    .with_context(|| format!("{SAMPLE} is not an OpenBaoCluster"))?;
-    cluster.spec.version = args.openbao_version.clone();
-    cluster.spec.replicas = args.nodes;
-    let name = cluster.metadata.name.clone().unwrap_or_default();
-    let ns = cluster.metadata.namespace.clone().unwrap_or_default();
     let clusters: Api<OpenBaoCluster> = Api::namespaced(client.clone(), &ns);
     clusters
         .patch(
@@ -104,6 +138,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.openbao_version, args.nodes
     );
     let status = wait_available(&clusters, &name, args.nodes).await?;
+    if let Some(s3) = &s3 {
+        wait_backup(&clusters, &name, s3, &agent).await?;
+    }
 
     let voters = status.raft.map(|r| r.voters).unwrap_or_default();
     let active = status.active_leader.context("no active node")?;
@@ -131,6 +168,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("  kubectl get openbaoclusters -A   # status and conditions the controller writes");
     println!("  kubectl describe openbaocluster -n {ns} {name}   # its Events");
     println!("  kubectl get pods,statefulsets,pvc,secrets -n {ns}");
+    if s3.is_some() {
+        println!(
+            "  kubectl get openbaocluster -n {ns} {name} -o jsonpath='{{.status.backup}}'   # last backup, failures, next slot, last restore drill"
+        );
+        println!("  kubectl get jobs -n {ns}   # backup and restore-drill Jobs");
+    }
     println!(
         "  bao operator raft list-peers   # uses the Development root token in $BAO_TOKEN_FILE"
     );
@@ -139,6 +182,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         plane.dir().join("controller.log").display(),
         agent.dir().display()
     );
+    if let Some(s3) = &s3 {
+        println!(
+            "Backups: S3 server {} (bucket {}), its files under {}",
+            s3.endpoint,
+            s3.bucket,
+            s3.data_dir().display()
+        );
+    }
     println!();
 
     if args.exit_when_ready {
@@ -157,6 +208,196 @@ fn workspace_file(relative: &str) -> PathBuf {
         .join(relative)
 }
 
+/// A binary of this workspace next to this one (`target/<profile>/<name>`;
+/// `tools::workspace_binary` looks one folder up, from a test's `deps/`).
+fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let binary = std::env::current_exe()?
+        .parent()
+        .context("no folder for this executable")?
+        .join(name);
+    anyhow::ensure!(
+        binary.is_file(),
+        "{} is missing; build it with `cargo build -p {name}` (ci/up.sh does)",
+        binary.display()
+    );
+    Ok(binary)
+}
+
+/// `repo/name:tag` without its tag, as [`ImageMap`] matches images.
+fn image_repository(image: &str) -> &str {
+    image
+        .rsplit_once(':')
+        .map_or(image, |(repository, _)| repository)
+}
+
+/// When the sample backs up to `s3://<bucket>/...`: starts an S3 server with
+/// that bucket on the bridge's gateway (the host address pods reach),
+/// applies the credentials Secret the sample names, and points the sample's
+/// endpoint (a placeholder) at the server.
+async fn start_backup_storage(
+    client: &kube::Client,
+    agent: &NodeAgent,
+    cluster: &mut OpenBaoCluster,
+    ns: &str,
+) -> anyhow::Result<Option<S3Server>> {
+    let Some(backup) = cluster.spec.backup.as_mut() else {
+        return Ok(None);
+    };
+    let Some(bucket) = backup
+        .destination
+        .url
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.split('/').next())
+    else {
+        println!(
+            "{SAMPLE} backs up to {}, not to S3: devenv starts no S3 server",
+            backup.destination.url
+        );
+        return Ok(None);
+    };
+    let s3 = S3Server::start_on(bucket, agent.gateway()).await?;
+    backup.destination.endpoint = Some(s3.endpoint.clone());
+    let secret_name = backup
+        .credentials
+        .as_ref()
+        .and_then(|c| c.secret_ref.clone());
+    if let Some(secret_name) = &secret_name {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+        secrets
+            .patch(
+                secret_name,
+                &PatchParams::apply("devenv").force(),
+                &Patch::Apply(serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": secret_name, "namespace": ns},
+                    "stringData": {
+                        "AWS_ACCESS_KEY_ID": s3.access_key_id(),
+                        "AWS_SECRET_ACCESS_KEY": s3.secret_access_key(),
+                    },
+                })),
+            )
+            .await
+            .with_context(|| format!("apply Secret {ns}/{secret_name}"))?;
+    }
+    println!(
+        "started an S3 server at {} (bucket {bucket}, files under {}){}; the sample's backups go there",
+        s3.endpoint,
+        s3.data_dir().display(),
+        secret_name
+            .map(|s| format!(", its keys in Secret {ns}/{s}"))
+            .unwrap_or_default()
+    );
+    Ok(Some(s3))
+}
+
+/// Waits for the first successful backup and prints where it lies; then
+/// waits a little for its restore drill (when the sample asks for drills)
+/// and prints what is known. Neither failing stops devenv: the cluster is
+/// usable without them, and the lines say where to look.
+async fn wait_backup(
+    clusters: &Api<OpenBaoCluster>,
+    name: &str,
+    s3: &S3Server,
+    agent: &NodeAgent,
+) -> anyhow::Result<()> {
+    println!(
+        "waiting for the first backup (spec.backup.trigger runs one once the cluster serves)..."
+    );
+    let logs = format!("{}/pods/*/logs/", agent.dir().display());
+    let started = Instant::now();
+    let mut last = String::new();
+    // Prints what holds the cluster (a backup or drill Job) and a failed
+    // backup, each once.
+    let mut watch = |operation: Option<&OperationLock>, failure: Option<&BackupFailure>| {
+        let line = match (operation, failure) {
+            (Some(op), _) => format!("  {:?} Job {} running ({})", op.kind, op.job, op.cause),
+            (None, Some(f)) => format!(
+                "  backup Job {} failed: {}: {} (pod logs under {logs})",
+                f.job, f.reason, f.message
+            ),
+            (None, None) => String::new(),
+        };
+        if !line.is_empty() && line != last {
+            println!("{line}");
+        }
+        last = line;
+    };
+    let (backup, drills) = loop {
+        let cluster = clusters.get(name).await?;
+        let drills = cluster
+            .spec
+            .backup
+            .as_ref()
+            .is_some_and(|b| b.drill.is_some());
+        let status = cluster.status.unwrap_or_default();
+        let backup = status.backup.clone().unwrap_or_default();
+        if let Some(record) = &backup.last_successful {
+            let folder = Path::new(&record.snapshot)
+                .parent()
+                .map(|p| s3.data_dir().join(&s3.bucket).join(p))
+                .unwrap_or_else(|| s3.data_dir().join(&s3.bucket));
+            println!(
+                "Backup {} ({} bytes, Raft index {}, Job {}) is in {}",
+                record.name,
+                record.size_bytes,
+                record
+                    .raft_index
+                    .map_or_else(|| "unknown".to_owned(), |i| i.to_string()),
+                record.job,
+                folder.display()
+            );
+            break (record.clone(), drills);
+        }
+        watch(status.operation.as_ref(), backup.last_failure.as_ref());
+        if started.elapsed() > BACKUP_WAIT {
+            println!(
+                "No backup succeeded within {}s; see `kubectl get openbaocluster {name} -o jsonpath='{{.status.backup}}'` and the pod logs under {logs}",
+                BACKUP_WAIT.as_secs()
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    if !drills {
+        return Ok(());
+    }
+
+    println!("waiting for the restore drill of backup {}...", backup.name);
+    let started = Instant::now();
+    loop {
+        let status = clusters.get(name).await?.status.unwrap_or_default();
+        let backups = status.backup.clone().unwrap_or_default();
+        if let Some(drill) = &backups.last_verified {
+            let index = drill
+                .restored_raft_index
+                .map(|i| format!(", restored Raft index {i}"))
+                .unwrap_or_default();
+            let which = drill.backup.as_deref().unwrap_or("(unknown backup)");
+            match drill.result {
+                DrillResult::Passed => println!(
+                    "Restore drill Passed: backup {which} restored into a throwaway node ({}{index}; Job {})",
+                    drill.reason, drill.job
+                ),
+                DrillResult::Failed => println!(
+                    "Restore drill Failed: backup {which}: {}: {} (Job {}; pod logs under {logs})",
+                    drill.reason, drill.message, drill.job
+                ),
+            }
+            return Ok(());
+        }
+        watch(status.operation.as_ref(), None);
+        if started.elapsed() > DRILL_WAIT {
+            println!(
+                "Restore drill: no result within {}s (status.backup.lastVerified is empty); it keeps running, see `kubectl get jobs` and the pod logs under {logs}",
+                DRILL_WAIT.as_secs()
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Starts the `controller` binary next to this one, as the operator's
 /// ServiceAccount: its projected-style token (audience openbao-internal)
 /// in a file, pod names through the node agent's DNS, and OpenBao told to
@@ -166,15 +407,7 @@ async fn start_controller(
     plane: &ControlPlane,
     agent: &NodeAgent,
 ) -> anyhow::Result<ManagedProcess> {
-    let binary = std::env::current_exe()?
-        .parent()
-        .context("no folder for this executable")?
-        .join("controller");
-    anyhow::ensure!(
-        binary.is_file(),
-        "{} is missing; build it with `cargo build -p controller` (ci/up.sh does)",
-        binary.display()
-    );
+    let binary = sibling_binary("controller")?;
     plane.allow_anonymous_issuer_discovery().await?;
     let dir = plane.dir();
     let token_file = dir.join("operator-openbao-token");
@@ -199,6 +432,8 @@ async fn start_controller(
         format!("--dns-server={}:53", agent.gateway()),
         format!("--metrics-bind-address=127.0.0.1:{metrics_port}"),
         format!("--health-bind-address=127.0.0.1:{metrics_port}"),
+        format!("--backup-image={BACKUP_IMAGE}"),
+        format!("--restore-image={RESTORE_IMAGE}"),
     ];
     let envs = vec![
         (

@@ -17,8 +17,9 @@
 //!
 //! - Node, lease, scheduling, volumes: [`node`] (the real kube-scheduler
 //!   binds pods; PersistentVolumes are provisioned as folders).
-//! - Pods: [`pod`] (sandbox, init containers, containers, restarts, probes,
-//!   graceful deletion, status through the status subresource).
+//! - Pods: [`pod`] (sandbox, init containers, sidecars, containers,
+//!   restarts, probes, graceful deletion, status through the status
+//!   subresource).
 //! - Containers: [`container`] (a process in the pod's network namespace
 //!   with a private mount namespace and a tmpfs root where volumes appear at
 //!   their real mountPaths).

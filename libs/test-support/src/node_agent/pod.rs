@@ -8,9 +8,16 @@
 //!    exits is restarted by the pod's restartPolicy with back-off (1 s
 //!    doubling to 30 s, shorter than the kubelet's 10 s to 5 min so tests
 //!    stay quick).
-//! 4. Probes drive `started`/`ready`; a failed liveness or startup probe
+//! 4. Sidecars (init containers with `restartPolicy: Always`, KEP-753):
+//!    the next init container starts once the sidecar has started; it is
+//!    restarted whenever it exits and counts toward readiness. Once every
+//!    regular container is done for good (restartPolicy Never/OnFailure),
+//!    or an init container failed for good, the sidecars are stopped in
+//!    reverse order and only then is the pod Succeeded or Failed.
+//! 5. Probes drive `started`/`ready`; a failed liveness or startup probe
 //!    kills the container (which is then restarted by policy).
-//! 5. Deletion: SIGTERM, the grace period, SIGKILL; then the sandbox is
+//! 6. Deletion: SIGTERM, the grace period, SIGKILL (regular containers
+//!    first, then the sidecars in reverse order); then the sandbox is
 //!    removed and the pod object deleted for good, which is what lets a
 //!    StatefulSet create the pod again.
 //!
@@ -46,7 +53,8 @@ use super::env::{EnvSources, PodFacts, container_env, expand_all, referenced_obj
 use super::network::Sandbox;
 use super::probes::{ExecTarget, ProbeKind, ProbeTracker, probe_once, timings};
 use super::status::{
-    CtrState, CtrView, Terminated, conditions, container_status, pod_phase, restarts,
+    CtrState, CtrView, Terminated, conditions, container_status, final_exit_codes,
+    init_container_done, pod_phase, restarts,
 };
 use super::termination;
 use super::volumes::{
@@ -155,6 +163,8 @@ enum Event {
 struct Ctr {
     spec: Container,
     init: bool,
+    /// An init container with `restartPolicy: Always`.
+    sidecar: bool,
     /// Increases with every start; events of older instances are ignored.
     instance: u32,
     restart_count: i32,
@@ -162,6 +172,9 @@ struct Ctr {
     last: Option<Terminated>,
     ready: bool,
     started: bool,
+    /// `started` was true once: a sidecar that restarts later does not hold
+    /// the pod's initialization back again.
+    has_started: bool,
     process: Option<Arc<ContainerProcess>>,
     probes: Option<JoinHandle<()>>,
 }
@@ -169,6 +182,7 @@ struct Ctr {
 impl Ctr {
     fn new(spec: Container, init: bool) -> Self {
         Self {
+            sidecar: init && spec.restart_policy.as_deref() == Some("Always"),
             spec,
             init,
             instance: 0,
@@ -184,9 +198,19 @@ impl Ctr {
             last: None,
             ready: false,
             started: false,
+            has_started: false,
             process: None,
             probes: None,
         }
+    }
+
+    fn mark_started(&mut self) {
+        self.started = true;
+        self.has_started = true;
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready && self.started && matches!(self.state, CtrState::Running { .. })
     }
 
     fn view(&self, uid: &str) -> CtrView {
@@ -202,8 +226,9 @@ impl Ctr {
         }
     }
 
-    fn succeeded(&self) -> bool {
-        matches!(&self.state, CtrState::Terminated(t) if t.exit_code == 0)
+    /// For an init container: whether the next one may start.
+    fn init_done(&self) -> bool {
+        init_container_done(self.sidecar, self.has_started, &self.state)
     }
 }
 
@@ -225,6 +250,8 @@ struct Worker {
     start_time: Value,
     ctrs: Vec<Ctr>,
     init_failed: bool,
+    /// The sidecars are being (or have been) stopped for good.
+    sidecars_stopping: bool,
     sandbox_released: bool,
     volume_dirs: BTreeMap<String, PathBuf>,
     written: HashMap<String, FileSet>,
@@ -339,6 +366,7 @@ impl Worker {
             start_time: now(),
             ctrs,
             init_failed: false,
+            sidecars_stopping: false,
             sandbox_released: false,
             volume_dirs: BTreeMap::new(),
             written: HashMap::new(),
@@ -624,32 +652,64 @@ impl Worker {
     }
 
     /// Starts whatever should run now: the next init container, or every
-    /// main container that never started.
+    /// main container that never started; stops the sidecars once nothing
+    /// else will run.
     async fn step(&mut self) {
-        if self.init_failed || self.sandbox_released {
+        if self.sandbox_released {
             return;
         }
-        let next_init = self.ctrs.iter().position(|c| c.init && !c.succeeded());
-        match next_init {
-            Some(i) => {
-                if self.ctrs[i].instance == 0 && self.ctrs[i].process.is_none() {
-                    self.start(i);
-                }
-            }
-            None => {
-                for i in 0..self.ctrs.len() {
-                    if !self.ctrs[i].init
-                        && self.ctrs[i].instance == 0
-                        && self.ctrs[i].process.is_none()
-                    {
+        if !self.init_failed {
+            match self.ctrs.iter().position(|c| c.init && !c.init_done()) {
+                Some(i) => {
+                    if self.ctrs[i].instance == 0 && self.ctrs[i].process.is_none() {
                         self.start(i);
+                    }
+                }
+                None => {
+                    for i in 0..self.ctrs.len() {
+                        if !self.ctrs[i].init
+                            && self.ctrs[i].instance == 0
+                            && self.ctrs[i].process.is_none()
+                        {
+                            self.start(i);
+                        }
                     }
                 }
             }
         }
-        if self.phase() == "Succeeded" || self.phase() == "Failed" {
-            // The kubelet tears the sandbox down once a pod is finished.
+        if !self.sidecars_stopping
+            && (self.init_failed
+                || final_exit_codes(&self.policy, &self.states(|c| !c.init)).is_some())
+        {
+            self.stop_sidecars();
+        }
+        // The kubelet tears the sandbox down once a pod is finished and its
+        // last process is gone.
+        if matches!(self.phase(), "Succeeded" | "Failed")
+            && self.ctrs.iter().all(|c| c.process.is_none())
+        {
             self.release_sandbox();
+        }
+    }
+
+    /// Stops the sidecars for good (see [`stop_in_reverse`]); the exits
+    /// arrive as events. A sidecar waiting to restart reports its last
+    /// termination, as it will not run again.
+    fn stop_sidecars(&mut self) {
+        self.sidecars_stopping = true;
+        let deadline = Instant::now() + self.grace(None);
+        let mut running = Vec::new();
+        for ctr in self.ctrs.iter_mut().filter(|c| c.sidecar) {
+            match (&ctr.process, &ctr.last) {
+                (Some(process), _) => running.push(process.clone()),
+                (None, Some(last)) if matches!(ctr.state, CtrState::Waiting { .. }) => {
+                    ctr.state = CtrState::Terminated(last.clone());
+                }
+                (None, _) => {}
+            }
+        }
+        if !running.is_empty() {
+            tokio::spawn(stop_in_reverse(running, deadline));
         }
     }
 
@@ -663,7 +723,10 @@ impl Worker {
                 let ctr = &mut self.ctrs[i];
                 ctr.state = CtrState::Running { started_at: now() };
                 ctr.ready = false;
-                ctr.started = ctr.spec.startup_probe.is_none();
+                ctr.started = false;
+                if ctr.spec.startup_probe.is_none() {
+                    ctr.mark_started();
+                }
                 ctr.process = Some(process.clone());
                 let mut exit = process.exit_watch();
                 let events = self.events.clone();
@@ -681,7 +744,7 @@ impl Worker {
                         code,
                     });
                 });
-                if !ctr.init {
+                if !ctr.init || ctr.sidecar {
                     let probes = self.spawn_probes(i, instance, process.pid(), env);
                     self.ctrs[i].probes = probes;
                 }
@@ -895,6 +958,7 @@ impl Worker {
                 code,
             } => {
                 let policy = self.policy.clone();
+                let stopping = self.sidecars_stopping;
                 let Some(i) = self.index(&name, instance) else {
                     return;
                 };
@@ -924,7 +988,9 @@ impl Worker {
                     finished_at: now(),
                 };
                 ctr.state = CtrState::Terminated(terminated.clone());
-                let again = if ctr.init {
+                let again = if ctr.sidecar {
+                    !stopping
+                } else if ctr.init {
                     if code == 0 {
                         false
                     } else if policy == "Never" {
@@ -957,6 +1023,7 @@ impl Worker {
                 if let Some(i) = self.index(&name, instance)
                     && self.ctrs[i].process.is_none()
                     && !self.sandbox_released
+                    && !(self.ctrs[i].sidecar && self.sidecars_stopping)
                 {
                     self.start(i);
                 }
@@ -972,7 +1039,7 @@ impl Worker {
                 };
                 match (kind, ok) {
                     (ProbeKind::Readiness, ok) => self.ctrs[i].ready = ok,
-                    (ProbeKind::Startup, true) => self.ctrs[i].started = true,
+                    (ProbeKind::Startup, true) => self.ctrs[i].mark_started(),
                     (ProbeKind::Startup | ProbeKind::Liveness, false) => {
                         tracing::info!(
                             "node agent: {}/{} container {name} failed its {kind:?} probe; killing it",
@@ -1020,31 +1087,38 @@ impl Worker {
         Duration::from_secs(seconds.max(0) as u64)
     }
 
-    fn phase(&self) -> &'static str {
-        let main: Vec<CtrState> = self
-            .ctrs
+    fn states(&self, pick: impl Fn(&Ctr) -> bool) -> Vec<CtrState> {
+        self.ctrs
             .iter()
-            .filter(|c| !c.init)
+            .filter(|c| pick(c))
             .map(|c| c.state.clone())
-            .collect();
-        let init_done = self.ctrs.iter().filter(|c| c.init).all(Ctr::succeeded);
+            .collect()
+    }
+
+    fn initialized(&self) -> bool {
+        self.ctrs.iter().filter(|c| c.init).all(Ctr::init_done)
+    }
+
+    fn phase(&self) -> &'static str {
         pod_phase(
             &self.policy,
             self.facts.is_some(),
             self.init_failed,
-            init_done,
-            &main,
+            self.initialized(),
+            &self.states(|c| !c.init),
+            &self.states(|c| c.sidecar),
         )
     }
 
     fn render_status(&mut self) -> Value {
         let phase = self.phase();
-        let init_done = self.ctrs.iter().filter(|c| c.init).all(Ctr::succeeded);
+        let init_done = self.initialized();
+        // Sidecars count toward readiness like regular containers.
         let ready: Vec<bool> = self
             .ctrs
             .iter()
-            .filter(|c| !c.init)
-            .map(|c| c.ready && c.started && matches!(c.state, CtrState::Running { .. }))
+            .filter(|c| !c.init || c.sidecar)
+            .map(Ctr::is_ready)
             .collect();
         let mut conds = Vec::new();
         for (type_, status, reason) in conditions(phase, self.facts.is_some(), init_done, &ready) {
@@ -1075,8 +1149,7 @@ impl Worker {
                 .map(|c| {
                     let mut view = c.view(&self.uid);
                     view.limit_messages(budget);
-                    view.ready =
-                        c.ready && c.started && matches!(c.state, CtrState::Running { .. });
+                    view.ready = c.is_ready();
                     container_status(&view)
                 })
                 .collect()
@@ -1121,18 +1194,27 @@ impl Worker {
         }
     }
 
-    /// Stops every container (SIGTERM, grace, SIGKILL), removes the
-    /// sandbox and deletes the pod object for good.
+    /// Stops every container (SIGTERM, grace, SIGKILL; the sidecars after
+    /// the others, in reverse order, within the same grace period), removes
+    /// the sandbox and deletes the pod object for good.
     async fn terminate(&mut self, requested_grace: Option<i64>) {
         let grace = self.grace(requested_grace);
-        let stops = self.ctrs.iter_mut().filter_map(|c| {
-            if let Some(task) = c.probes.take() {
+        let deadline = Instant::now() + grace;
+        let (mut regular, mut sidecars) = (Vec::new(), Vec::new());
+        for ctr in &mut self.ctrs {
+            if let Some(task) = ctr.probes.take() {
                 task.abort();
             }
-            c.process.take()
-        });
-        let stops: Vec<_> = stops.map(|p| async move { p.stop(grace).await }).collect();
-        futures::future::join_all(stops).await;
+            if let Some(process) = ctr.process.take() {
+                if ctr.sidecar {
+                    sidecars.push(process);
+                } else {
+                    regular.push(process);
+                }
+            }
+        }
+        futures::future::join_all(regular.iter().map(|p| p.stop(grace))).await;
+        stop_in_reverse(sidecars, deadline).await;
         self.release_sandbox();
         let pods: Api<Pod> = Api::namespaced(self.shared.client.clone(), &self.ns);
         let params = DeleteParams {
@@ -1168,6 +1250,18 @@ impl Worker {
                 pool.release(host);
             }
         }
+    }
+}
+
+/// Stops `processes` one after the other, last first, each with what is
+/// left of the grace period until `deadline` (then SIGKILL), as the kubelet
+/// stops sidecars: a sidecar may serve the ones started after it until they
+/// are gone.
+async fn stop_in_reverse(processes: Vec<Arc<ContainerProcess>>, deadline: Instant) {
+    for process in processes.iter().rev() {
+        process
+            .stop(deadline.saturating_duration_since(Instant::now()))
+            .await;
     }
 }
 

@@ -117,14 +117,42 @@ pub fn restarts(policy: &str, exit_code: i32) -> bool {
     }
 }
 
-/// The pod phase. `pending_restart[i]` says container i waits to be
-/// restarted (so it is not finished).
+/// Whether an init container lets the pod's initialization go on: a
+/// regular one once it exited 0, a sidecar (`restartPolicy: Always`) once
+/// it has started (`has_started`: its startup probe passed, or it ran
+/// without one), even if it has restarted since.
+pub fn init_container_done(sidecar: bool, has_started: bool, state: &CtrState) -> bool {
+    if sidecar {
+        has_started
+    } else {
+        matches!(state, CtrState::Terminated(t) if t.exit_code == 0)
+    }
+}
+
+/// The exit codes of the regular containers once every one of them has
+/// terminated for good (none will be restarted by `policy`), else `None`.
+pub fn final_exit_codes(policy: &str, main: &[CtrState]) -> Option<Vec<i32>> {
+    let codes: Vec<i32> = main
+        .iter()
+        .filter_map(|s| match s {
+            CtrState::Terminated(t) if !restarts(policy, t.exit_code) => Some(t.exit_code),
+            _ => None,
+        })
+        .collect();
+    (!main.is_empty() && codes.len() == main.len()).then_some(codes)
+}
+
+/// The pod phase, from the regular containers (`main`) and the sidecars.
+/// As in the kubelet, a sidecar's exit code never counts, but a running
+/// sidecar keeps a pod whose regular containers are done `Running` until
+/// the agent has stopped it: a terminal pod runs no process.
 pub fn pod_phase(
     policy: &str,
     sandbox_ready: bool,
     init_failed: bool,
     init_done: bool,
     main: &[CtrState],
+    sidecars: &[CtrState],
 ) -> &'static str {
     if init_failed {
         return "Failed";
@@ -132,15 +160,13 @@ pub fn pod_phase(
     if !sandbox_ready || !init_done {
         return "Pending";
     }
-    let finished: Vec<i32> = main
-        .iter()
-        .filter_map(|s| match s {
-            CtrState::Terminated(t) if !restarts(policy, t.exit_code) => Some(t.exit_code),
-            _ => None,
-        })
-        .collect();
-    if !main.is_empty() && finished.len() == main.len() {
-        return if finished.iter().all(|c| *c == 0) {
+    if let Some(codes) = final_exit_codes(policy, main) {
+        return if sidecars
+            .iter()
+            .any(|s| matches!(s, CtrState::Running { .. }))
+        {
+            "Running"
+        } else if codes.iter().all(|c| *c == 0) {
             "Succeeded"
         } else {
             "Failed"
@@ -154,14 +180,15 @@ pub fn pod_phase(
 }
 
 /// Condition statuses, in the kubelet's order: `(type, status, reason)`.
+/// `ready` holds one entry per regular container and per sidecar.
 pub fn conditions(
     phase: &str,
     sandbox_ready: bool,
     init_done: bool,
-    main_ready: &[bool],
+    ready: &[bool],
 ) -> Vec<(&'static str, bool, &'static str)> {
     let terminal = matches!(phase, "Succeeded" | "Failed");
-    let all_ready = !main_ready.is_empty() && main_ready.iter().all(|r| *r);
+    let all_ready = !ready.is_empty() && ready.iter().all(|r| *r);
     let ready_reason = if terminal {
         "PodCompleted"
     } else if all_ready {
@@ -208,28 +235,28 @@ mod tests {
     #[test]
     fn job_pods_end_succeeded_or_failed_by_exit_code() {
         assert_eq!(
-            pod_phase("Never", true, false, true, &[term(0)]),
+            pod_phase("Never", true, false, true, &[term(0)], &[]),
             "Succeeded"
         );
         assert_eq!(
-            pod_phase("Never", true, false, true, &[term(0), term(1)]),
+            pod_phase("Never", true, false, true, &[term(0), term(1)], &[]),
             "Failed"
         );
         assert_eq!(
-            pod_phase("OnFailure", true, false, true, &[term(1)]),
+            pod_phase("OnFailure", true, false, true, &[term(1)], &[]),
             "Running",
             "restarts"
         );
         assert_eq!(
-            pod_phase("OnFailure", true, false, true, &[term(0)]),
+            pod_phase("OnFailure", true, false, true, &[term(0)], &[]),
             "Succeeded"
         );
         assert_eq!(
-            pod_phase("Always", true, false, true, &[term(0)]),
+            pod_phase("Always", true, false, true, &[term(0)], &[]),
             "Running"
         );
         assert_eq!(
-            pod_phase("Never", true, true, false, &[]),
+            pod_phase("Never", true, true, false, &[], &[]),
             "Failed",
             "init failed"
         );
@@ -244,7 +271,8 @@ mod tests {
                 false,
                 false,
                 false,
-                std::slice::from_ref(&creating)
+                std::slice::from_ref(&creating),
+                &[]
             ),
             "Pending"
         );
@@ -254,28 +282,33 @@ mod tests {
                 true,
                 false,
                 false,
-                std::slice::from_ref(&creating)
+                std::slice::from_ref(&creating),
+                &[]
             ),
             "Pending"
         );
         assert_eq!(
-            pod_phase("Always", true, false, true, &[creating]),
+            pod_phase("Always", true, false, true, &[creating], &[]),
             "Pending"
         );
         assert_eq!(
-            pod_phase("Always", true, false, true, &[running()]),
+            pod_phase("Always", true, false, true, &[running()], &[]),
             "Running"
         );
         let backoff = CtrState::waiting("CrashLoopBackOff", "");
         assert_eq!(
-            pod_phase("Always", true, false, true, &[backoff]),
+            pod_phase("Always", true, false, true, &[backoff], &[]),
             "Running"
         );
     }
 
+    fn condition(all: &[(&str, bool, &str)], type_: &str) -> Option<bool> {
+        all.iter().find(|c| c.0 == type_).map(|c| c.1)
+    }
+
     #[test]
     fn ready_needs_every_container_ready_and_a_live_pod() {
-        let ready = |c: Vec<(&str, bool, &str)>| c.iter().find(|x| x.0 == "Ready").map(|x| x.1);
+        let ready = |c: Vec<(&str, bool, &str)>| condition(&c, "Ready");
         assert_eq!(
             ready(conditions("Running", true, true, &[true, true])),
             Some(true)
@@ -287,6 +320,77 @@ mod tests {
         assert_eq!(
             ready(conditions("Succeeded", true, true, &[true])),
             Some(false)
+        );
+    }
+
+    #[test]
+    fn sidecars_never_decide_the_phase_but_must_stop_first() {
+        for policy in ["Never", "OnFailure"] {
+            assert_eq!(
+                pod_phase(policy, true, false, true, &[term(0)], &[running()]),
+                "Running",
+                "{policy}: main done, the agent is stopping the sidecar"
+            );
+            assert_eq!(
+                pod_phase(policy, true, false, true, &[term(0)], &[term(143)]),
+                "Succeeded",
+                "{policy}: a sidecar killed by SIGTERM does not fail the pod"
+            );
+        }
+        assert_eq!(
+            pod_phase("Never", true, false, true, &[term(1)], &[term(0)]),
+            "Failed"
+        );
+        let backoff = CtrState::waiting("CrashLoopBackOff", "");
+        assert_eq!(
+            pod_phase("Never", true, false, true, &[term(0)], &[backoff]),
+            "Succeeded",
+            "a sidecar waiting to restart is not running"
+        );
+        assert_eq!(
+            pod_phase("Never", true, false, true, &[running()], &[term(1)]),
+            "Running"
+        );
+        assert_eq!(
+            pod_phase("Always", true, false, true, &[term(0)], &[term(143)]),
+            "Running",
+            "restartPolicy Always: the main container restarts"
+        );
+        assert_eq!(
+            final_exit_codes("Never", &[term(0), term(2)]),
+            Some(vec![0, 2])
+        );
+        assert_eq!(final_exit_codes("OnFailure", &[term(0), term(2)]), None);
+        assert_eq!(final_exit_codes("Never", &[]), None);
+    }
+
+    #[test]
+    fn a_started_sidecar_does_not_block_initialization() {
+        assert!(init_container_done(true, true, &running()));
+        assert!(
+            init_container_done(true, true, &CtrState::waiting("CrashLoopBackOff", "")),
+            "a sidecar restarting after it started keeps the pod initialized"
+        );
+        assert!(
+            !init_container_done(true, false, &running()),
+            "its startup probe has not passed yet"
+        );
+        assert!(!init_container_done(false, true, &running()));
+        assert!(init_container_done(false, false, &term(0)));
+        assert!(!init_container_done(false, false, &term(1)));
+        let init_done = [(true, true, running()), (false, false, term(0))]
+            .iter()
+            .all(|(sidecar, started, state)| init_container_done(*sidecar, *started, state));
+        assert_eq!(
+            condition(
+                &conditions("Running", true, init_done, &[true, true]),
+                "Initialized"
+            ),
+            Some(true)
+        );
+        assert_eq!(
+            pod_phase("Never", true, false, init_done, &[running()], &[running()]),
+            "Running"
         );
     }
 
