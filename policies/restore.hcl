@@ -5,3 +5,9 @@
 path "sys/storage/raft/snapshot-force" {
   capabilities = ["update"]
 }
+
+# Restore a verified snapshot through the seal-checking endpoint
+# (OpenBaoRestore mode SealChecked; refused for another cluster's keys).
+path "sys/storage/raft/snapshot" {
+  capabilities = ["update"]
+}

@@ -63,6 +63,10 @@ struct Args {
     /// Name of the OpenBaoCluster.
     #[arg(long, env = "BACKUP_CLUSTER")]
     cluster: String,
+    /// The OpenBaoCluster's metadata.uid, recorded in the manifest (a
+    /// restore into a new cluster uses it to find the operator's JWT role).
+    #[arg(long, env = "BACKUP_CLUSTER_UID")]
+    cluster_uid: Option<String>,
     /// S3-compatible endpoint URL (MinIO, versitygw, ...).
     #[arg(long, env = "BACKUP_S3_ENDPOINT")]
     s3_endpoint: Option<String>,
@@ -267,6 +271,7 @@ async fn attempt_backup(
         cluster: args.cluster.clone(),
         namespace: args.namespace.clone(),
         cluster_id: node.health.body.cluster_id.clone(),
+        kubernetes_uid: args.cluster_uid.clone(),
         openbao_version: node.health.body.version.clone(),
         raft_index: meta.map(|m| m.index),
         raft_term: meta.map(|m| m.term),

@@ -14,7 +14,7 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
-use lifecycle_types::labels;
+use lifecycle_types::{OpenBaoRestore, labels};
 
 use crate::api_client::ApiCounters;
 use crate::apply::Applier;
@@ -122,6 +122,8 @@ pub struct Caches {
     pub ingresses: Cache<PartialObjectMeta<Ingress>>,
     /// Backup Jobs, with their pod templates stripped.
     pub jobs: Cache<Job>,
+    /// Every OpenBaoRestore in scope.
+    pub restores: Cache<OpenBaoRestore>,
 }
 
 /// The watch streams behind one scope's share of [`Caches`], one per kind,
@@ -139,6 +141,7 @@ pub struct ScopeTriggers {
     pub network_policies: Trigger<PartialObjectMeta<NetworkPolicy>>,
     pub ingresses: Trigger<PartialObjectMeta<Ingress>>,
     pub jobs: Trigger<Job>,
+    pub restores: Trigger<OpenBaoRestore>,
 }
 
 impl Caches {
@@ -195,6 +198,7 @@ impl Caches {
                     ),
                     ingresses: stores::metadata(&mut c.ingresses, client, ns, &managed),
                     jobs: stores::jobs(&mut c.jobs, client, ns, &managed),
+                    restores: stores::restores(&mut c.restores, client, ns),
                 }
             })
             .collect();

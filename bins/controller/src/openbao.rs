@@ -195,6 +195,9 @@ struct CachedLogin {
 pub struct ClusterLogin {
     credentials: Credentials,
     audience: String,
+    /// The audience the role accepted in a cluster this one was restored
+    /// from (`status.restoredFrom`): tried once to move the role here.
+    previous: Mutex<Option<String>>,
     minted: Mutex<Option<Minted>>,
     login: Mutex<Option<CachedLogin>>,
 }
@@ -226,6 +229,7 @@ impl ClusterLogin {
         Self {
             credentials,
             audience: controller_audience(namespace, name, uid),
+            previous: Mutex::new(None),
             minted: Mutex::new(None),
             login: Mutex::new(None),
         }
@@ -259,6 +263,11 @@ impl ClusterLogin {
         *lock(&self.login) = None;
     }
 
+    /// Remembers the audience of the cluster this one was restored from.
+    pub fn set_previous_audience(&self, audience: Option<String>) {
+        *lock(&self.previous) = audience;
+    }
+
     /// The token minted for this cluster, minted again when half its life
     /// is gone.
     async fn jwt(&self) -> openbao_client::Result<Credential> {
@@ -285,8 +294,9 @@ impl ClusterLogin {
         }
     }
 
-    /// Moves the role to this cluster's audience through a login with the
-    /// legacy token, then logs in with the per-cluster token.
+    /// Moves the role to this cluster's audience through a login with an
+    /// earlier token (the audience of the cluster this one was restored
+    /// from, else the legacy token), then logs in with the per-cluster token.
     async fn migrate(
         &self,
         target: &Client,
@@ -294,19 +304,36 @@ impl ClusterLogin {
         path: String,
         refused: String,
     ) -> openbao_client::Result<AuthInfo> {
-        let legacy = Login::jwt(
-            role,
-            Credential::File(self.credentials.legacy_token_file.clone()),
-        );
-        let legacy_auth = target.login(&legacy).await.map_err(|legacy_error| {
-            Error::BadRequest {
-                path: path.clone(),
-                message: format!(
-                    "{refused}. The role auth/{JWT_AUTH_MOUNT}/role/{role} accepts neither this cluster's audience {audience} nor the legacy {LEGACY_AUDIENCE} token ({legacy_error}); with an admin token run `bao write auth/{JWT_AUTH_MOUNT}/role/{role} role_type=jwt bound_audiences={audience}`",
-                    audience = self.audience,
-                )
+        let previous = lock(&self.previous).clone();
+        let restored = match &previous {
+            Some(audience) => {
+                let minted = self.credentials.mint(audience).await?;
+                target.login(&Login::jwt(role, minted.jwt)).await.ok()
             }
-        })?;
+            None => None,
+        };
+        let legacy_auth = match restored {
+            Some(auth) => auth,
+            None => {
+                let legacy = Login::jwt(
+                    role,
+                    Credential::File(self.credentials.legacy_token_file.clone()),
+                );
+                target.login(&legacy).await.map_err(|legacy_error| {
+                    Error::BadRequest {
+                        path: path.clone(),
+                        message: format!(
+                            "{refused}. The role auth/{JWT_AUTH_MOUNT}/role/{role} accepts neither this cluster's audience {audience} nor the legacy {LEGACY_AUDIENCE} token ({legacy_error}){restored}; with an admin token run `bao write auth/{JWT_AUTH_MOUNT}/role/{role} role_type=jwt bound_audiences={audience}`",
+                            audience = self.audience,
+                            restored = previous
+                                .as_deref()
+                                .map(|p| format!(" nor {p}, the audience of the cluster this one was restored from"))
+                                .unwrap_or_default(),
+                        ),
+                    }
+                })?
+            }
+        };
         let role_path = format!("auth/{JWT_AUTH_MOUNT}/role/{role}");
         let moved = target
             .with_token(legacy_auth.token.clone())
@@ -446,6 +473,11 @@ impl ClusterConnection {
     /// Drops the kept login (after OpenBao refused it).
     pub fn forget_login(&self) {
         self.login.forget();
+    }
+
+    /// See [`ClusterLogin::set_previous_audience`].
+    pub fn set_previous_audience(&self, audience: Option<String>) {
+        self.login.set_previous_audience(audience);
     }
 }
 

@@ -114,6 +114,7 @@ fn wire(
         network_policies,
         ingresses,
         jobs,
+        restores,
     } = triggers;
     controller
         .owns_stream(statefulsets)
@@ -125,6 +126,9 @@ fn wire(
         .owns_stream(network_policies)
         .owns_stream(ingresses)
         .owns_stream(jobs)
+        .watches_stream(restores, |restore| {
+            Some(ObjectRef::new(&restore.spec.cluster).within(&restore.namespace()?))
+        })
         .watches_stream(pods, |pod| {
             let cluster = pod.labels().get(labels::CLUSTER)?.clone();
             Some(ObjectRef::new(&cluster).within(&pod.namespace()?))

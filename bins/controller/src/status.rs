@@ -299,6 +299,9 @@ pub fn compute(
 
     status.backup = seen.backup.status.clone();
     status.operation = seen.backup.operation.clone();
+    if let Some(restored) = &seen.backup.restored_from {
+        status.restored_from = Some(restored.clone());
+    }
     for (view, kind) in [
         (&seen.backup.health, types::BACKUP_HEALTHY),
         (&seen.backup.verified, types::BACKUP_VERIFIED),

@@ -22,6 +22,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
+use lifecycle_types::OpenBaoRestore;
 use serde::de::DeserializeOwned;
 
 /// Which namespaces the controller watches: every one, or a list.
@@ -146,6 +147,18 @@ where
             .collect()
     }
 
+    /// Cached objects in `namespace` for which `keep` holds.
+    pub fn filtered(&self, namespace: &str, keep: impl Fn(&K) -> bool) -> Vec<std::sync::Arc<K>> {
+        let Some(store) = self.store(namespace) else {
+            return Vec::new();
+        };
+        store
+            .state()
+            .into_iter()
+            .filter(|o| o.meta().namespace.as_deref() == Some(namespace) && keep(o))
+            .collect()
+    }
+
     /// Waits until every store has listed once.
     pub async fn ready(&self) {
         for store in self.stores.values() {
@@ -244,6 +257,25 @@ pub fn pods(
     let events = watcher(api::<Pod>(client, namespace), config.clone())
         .default_backoff()
         .modify(strip_pod);
+    cache.watch(namespace, events)
+}
+
+/// Watches OpenBaoRestores in one scope (small, user-written objects:
+/// only managed fields and annotations are dropped).
+pub fn restores(
+    cache: &mut Cache<OpenBaoRestore>,
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> Trigger<OpenBaoRestore> {
+    let events = watcher(
+        api::<OpenBaoRestore>(client, namespace),
+        watcher::Config::default().streaming_lists(),
+    )
+    .default_backoff()
+    .modify(|restore: &mut OpenBaoRestore| {
+        restore.metadata.managed_fields = None;
+        restore.metadata.annotations = None;
+    });
     cache.watch(namespace, events)
 }
 

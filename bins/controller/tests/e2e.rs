@@ -14,9 +14,11 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
-use lifecycle_types::backup::DrillResult;
+use lifecycle_types::OpenBaoRestore;
+use lifecycle_types::backup::{DrillResult, OperationKind};
 use lifecycle_types::conditions::types;
 use lifecycle_types::events::reasons;
+use lifecycle_types::restore::{OpenBaoRestoreStatus, RestorePhase};
 use lifecycle_types::{OpenBaoCluster, names};
 use serde_json::json;
 use test_support::wait::{poll_until, poll_until_ok};
@@ -590,6 +592,109 @@ async fn config_change_and_certificate_rotation_roll_through_the_gate() {
     drop(running);
 }
 
+/// [`start`] with the backup and restore binaries as images, and an S3
+/// server on the pods' bridge whose keys are in the Secret `s3-credentials`.
+async fn with_object_storage() -> (
+    ControlPlane,
+    kube::Client,
+    NodeAgent,
+    test_support::s3::S3Server,
+) {
+    let images = test_support::node_agent::ImageMap::default()
+        .with_binary(
+            "openbao-operator/backup",
+            &test_support::tools::workspace_binary("backup").unwrap(),
+        )
+        .with_binary(
+            "openbao-operator/restore",
+            &test_support::tools::workspace_binary("restore").unwrap(),
+        );
+    let (plane, client, agent) = start_with(NodeAgentOptions {
+        images,
+        ..NodeAgentOptions::default()
+    })
+    .await;
+    let s3 = test_support::s3::S3Server::start_on("backups", agent.gateway())
+        .await
+        .unwrap();
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .patch(
+            "s3-credentials",
+            &kube::api::PatchParams::apply("test"),
+            &kube::api::Patch::Apply(json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "s3-credentials"},
+                "stringData": {
+                    "AWS_ACCESS_KEY_ID": s3.access_key_id(),
+                    "AWS_SECRET_ACCESS_KEY": s3.secret_access_key(),
+                },
+            })),
+        )
+        .await
+        .unwrap();
+    (plane, client, agent, s3)
+}
+
+/// A 3-node Development cluster that backs up to the S3 server at `endpoint` on `schedule`.
+fn backed_up(endpoint: &str, schedule: &str, trigger: &str) -> serde_json::Value {
+    json!({
+        "version": "2.7.2",
+        "replicas": 3,
+        "profile": "Development",
+        "configuration": {"raft": {"autopilot": {"serverStabilizationTime": "3s"}}},
+        "backup": {
+            "schedule": schedule,
+            "destination": {"url": "s3://backups/openbao", "endpoint": endpoint, "region": "us-east-1"},
+            "credentials": {"secretRef": "s3-credentials"},
+            "trigger": trigger,
+        },
+    })
+}
+
+/// The controller, running the Jobs from [`with_object_storage`]'s images.
+async fn start_controller(plane: &ControlPlane, agent: &NodeAgent) -> Running {
+    Running::start_with(plane, agent.resolver(), |settings| {
+        settings.backup_image = "openbao-operator/backup:e2e".into();
+        settings.restore_image = "openbao-operator/restore:e2e".into();
+    })
+    .await
+}
+
+/// A client for the cluster's active node (through cluster DNS) holding
+/// its Development root token.
+async fn root_client(
+    client: &kube::Client,
+    agent: &NodeAgent,
+    cluster: &str,
+) -> openbao_client::Client {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    let key = |secret: &str, key: &str| {
+        let secrets = secrets.clone();
+        let (secret, key) = (secret.to_owned(), key.to_owned());
+        async move {
+            String::from_utf8(
+                secrets.get(&secret).await.unwrap().data.unwrap()[&key]
+                    .0
+                    .clone(),
+            )
+            .unwrap()
+        }
+    };
+    let ca_pem = key(&names::tls_server_secret(cluster), "ca.crt").await;
+    let root = key(&names::root_token_secret(cluster), names::ROOT_TOKEN).await;
+    openbao_client::Client::new(
+        openbao_client::ClientConfig::new(&format!(
+            "https://{}.{NS}.svc:8200",
+            names::active_service(cluster)
+        ))
+        .unwrap()
+        .with_ca_pem(ca_pem)
+        .with_dns_resolver(agent.resolver()),
+    )
+    .unwrap()
+    .with_token(openbao_client::Token::new(root))
+}
+
 /// The logs of every container of the Jobs' pods of one component.
 async fn job_logs(client: &kube::Client, agent: &NodeAgent, component: &str) -> String {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
@@ -659,60 +764,15 @@ fn backup_files(s3: &test_support::s3::S3Server, cluster: &str) -> (Vec<String>,
 /// secret value reaches Events, status, Job specs or the Job's logs.
 #[tokio::test]
 async fn scheduled_backups_run_as_jobs_and_report_their_health() {
-    let images = test_support::node_agent::ImageMap::default()
-        .with_binary(
-            "openbao-operator/backup",
-            &test_support::tools::workspace_binary("backup").unwrap(),
-        )
-        .with_binary(
-            "openbao-operator/restore",
-            &test_support::tools::workspace_binary("restore").unwrap(),
-        );
-    let (plane, client, agent) = start_with(NodeAgentOptions {
-        images,
-        ..NodeAgentOptions::default()
-    })
-    .await;
-    let mut s3 = test_support::s3::S3Server::start_on("backups", agent.gateway())
-        .await
-        .unwrap();
+    let (plane, client, agent, mut s3) = with_object_storage().await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
-    secrets
-        .patch(
-            "s3-credentials",
-            &kube::api::PatchParams::apply("test"),
-            &kube::api::Patch::Apply(json!({
-                "apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "s3-credentials"},
-                "stringData": {
-                    "AWS_ACCESS_KEY_ID": s3.access_key_id(),
-                    "AWS_SECRET_ACCESS_KEY": s3.secret_access_key(),
-                },
-            })),
-        )
-        .await
-        .unwrap();
-    let running = Running::start_with(&plane, agent.resolver(), |settings| {
-        settings.backup_image = "openbao-operator/backup:e2e".into();
-        settings.restore_image = "openbao-operator/restore:e2e".into();
-    })
-    .await;
+    let running = start_controller(&plane, &agent).await;
     let endpoint = s3.endpoint.clone();
     let spec = |trigger: &str| {
-        json!({
-            "version": "2.7.2",
-            "replicas": 3,
-            "profile": "Development",
-            "configuration": {"raft": {"autopilot": {"serverStabilizationTime": "3s"}}},
-            "backup": {
-                "schedule": "*/1 * * * *",
-                "destination": {"url": "s3://backups/openbao", "endpoint": endpoint, "region": "us-east-1"},
-                "credentials": {"secretRef": "s3-credentials"},
-                "retention": {"keepLast": 2},
-                "trigger": trigger,
-                "deadlineSeconds": 120,
-            },
-        })
+        let mut spec = backed_up(&endpoint, "*/1 * * * *", trigger);
+        spec["backup"]["retention"] = json!({"keepLast": 2});
+        spec["backup"]["deadlineSeconds"] = json!(120);
+        spec
     };
     apply_cluster(&client, NS, "bk", spec("first")).await;
     converged(&client, "bk", 3, Duration::from_secs(240)).await;
@@ -912,27 +972,8 @@ async fn scheduled_backups_run_as_jobs_and_report_their_health() {
     // Least privilege, with a token of the backup Job's own ServiceAccount
     // against this cluster: it backs up, and cannot restore, read the
     // canary (a KV secret), or pass for the restore identity.
-    let ca_pem = String::from_utf8(
-        secrets
-            .get(&names::tls_server_secret("bk"))
-            .await
-            .unwrap()
-            .data
-            .unwrap()["ca.crt"]
-            .0
-            .clone(),
-    )
-    .unwrap();
-    let active = openbao_client::Client::new(
-        openbao_client::ClientConfig::new(&format!(
-            "https://{}.{NS}.svc:8200",
-            names::active_service("bk")
-        ))
-        .unwrap()
-        .with_ca_pem(ca_pem)
-        .with_dns_resolver(agent.resolver()),
-    )
-    .unwrap();
+    let admin = root_client(&client, &agent, "bk").await;
+    let active = admin.without_token();
     let job_token = plane
         .service_account_token(
             NS,
@@ -981,18 +1022,6 @@ async fn scheduled_backups_run_as_jobs_and_report_their_health() {
     // The leader dies mid-backup. About 60 MB of data makes the snapshot
     // outlast the Job's upload buffers, and a throttled proxy in front of
     // S3 keeps the snapshot stream open when the leader is killed.
-    let root = String::from_utf8(
-        secrets
-            .get(&names::root_token_secret("bk"))
-            .await
-            .unwrap()
-            .data
-            .unwrap()[names::ROOT_TOKEN]
-            .0
-            .clone(),
-    )
-    .unwrap();
-    let admin = active.with_token(openbao_client::Token::new(root));
     admin
         .write("sys/mounts/filler", &json!({"type": "kv"}))
         .await
@@ -1159,6 +1188,458 @@ async fn scheduled_backups_run_as_jobs_and_report_their_health() {
         let account = pod.service_account_name.as_deref().unwrap();
         assert!(account == "bk-backup" || account == "bk-drill", "{account}");
         assert_eq!(pod.automount_service_account_token, Some(false));
+    }
+    drop(running);
+}
+
+/// Creates an OpenBaoRestore of `source` into the cluster `rs`.
+async fn request_restore(client: &kube::Client, name: &str, source: serde_json::Value) {
+    let restores: Api<OpenBaoRestore> = Api::namespaced(client.clone(), NS);
+    let restore: OpenBaoRestore = serde_json::from_value(json!({
+        "apiVersion": "openbao.org/v1alpha1", "kind": "OpenBaoRestore",
+        "metadata": {"name": name},
+        "spec": {"cluster": "rs", "source": source},
+    }))
+    .unwrap();
+    restores
+        .create(&kube::api::PostParams::default(), &restore)
+        .await
+        .unwrap();
+}
+
+/// Waits until the restore `name` has finished; returns its status.
+async fn restore_finished(client: &kube::Client, name: &str) -> OpenBaoRestoreStatus {
+    let restores: Api<OpenBaoRestore> = Api::namespaced(client.clone(), NS);
+    poll_until_ok(
+        Duration::from_secs(240),
+        &format!("restore {name}"),
+        || async {
+            let status = restores.get(name).await?.status.unwrap_or_default();
+            Ok(status.phase.finished().then_some(status))
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Reads `app/<key>`'s value; `None` when it does not exist.
+async fn app_value(admin: &openbao_client::Client, key: &str) -> Option<String> {
+    admin
+        .read(&format!("app/{key}"))
+        .await
+        .unwrap()
+        .and_then(|body| body["data"]["value"].as_str().map(str::to_owned))
+}
+
+/// Writes `app/s<i>` = `value(i)` for every `i`, 16 at a time.
+async fn write_app(
+    admin: &openbao_client::Client,
+    range: std::ops::Range<usize>,
+    value: fn(usize) -> String,
+) {
+    use futures::StreamExt;
+    futures::stream::iter(range)
+        .map(|i| async move {
+            admin
+                .write(&format!("app/s{i}"), &json!({"value": value(i)}))
+                .await
+                .unwrap();
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// In-place restores through `OpenBaoRestore`: a restore brings back every
+/// value of the backup and drops what came after; restores take the
+/// cluster's lock one at a time (a scheduled or requested backup waits); a
+/// truncated backup is refused with the cluster unchanged; a controller
+/// killed mid-restore finishes it; a lost Job releases the lock; the
+/// restore identity exists only while a restore runs.
+#[tokio::test]
+async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
+    let (plane, client, agent, s3) = with_object_storage().await;
+    let running = start_controller(&plane, &agent).await;
+    // Requested backups only (a slot once a year).
+    let spec = |trigger: &str| backed_up(&s3.endpoint, "0 0 1 1 *", trigger);
+    apply_cluster(&client, NS, "rs", spec("first")).await;
+    converged(&client, "rs", 3, Duration::from_secs(240)).await;
+    let admin = root_client(&client, &agent, "rs").await;
+    admin
+        .write("sys/mounts/app", &json!({"type": "kv"}))
+        .await
+        .unwrap();
+    let original = |i: usize| format!("value-{i}");
+    write_app(&admin, 0..1000, original).await;
+
+    // The backup to restore.
+    apply_cluster(&client, NS, "rs", spec("before-changes")).await;
+    let backup = poll_until_ok(Duration::from_secs(120), "the backup", || async {
+        let status = get(&client, "rs").await.status.unwrap_or_default();
+        let b = status.backup.unwrap_or_default();
+        Ok(
+            (b.last_trigger.as_deref() == Some("before-changes") && status.operation.is_none())
+                .then_some(b.last_successful)
+                .flatten(),
+        )
+    })
+    .await
+    .unwrap();
+
+    // Changes after the backup: 500 overwritten, 100 deleted, one added.
+    write_app(&admin, 0..500, |_| "changed".into()).await;
+    for i in 500..600 {
+        admin.delete(&format!("app/s{i}")).await.unwrap();
+    }
+    admin
+        .write("app/after", &json!({"value": "written after the backup"}))
+        .await
+        .unwrap();
+
+    // A truncated copy of the backup, under a name of its own.
+    let folder = s3.data_dir().join("backups/openbao").join(NS).join("rs");
+    let truncated = format!("{}-truncated0", backup.name.split('-').next().unwrap());
+    let snap = std::fs::read(folder.join(format!("{}.snap", backup.name))).unwrap();
+    std::fs::write(
+        folder.join(format!("{truncated}.snap")),
+        &snap[..snap.len() / 2],
+    )
+    .unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(folder.join(format!("{}.json", backup.name))).unwrap(),
+    )
+    .unwrap();
+    manifest["snapshot"] = json!(
+        manifest["snapshot"]
+            .as_str()
+            .unwrap()
+            .replace(&backup.name, &truncated)
+    );
+    std::fs::write(
+        folder.join(format!("{truncated}.json")),
+        manifest.to_string(),
+    )
+    .unwrap();
+
+    // Two restores at once: the first runs, the second waits for the lock;
+    // a backup requested meanwhile waits too.
+    request_restore(&client, "good", json!({"backup": backup.name})).await;
+    request_restore(&client, "truncated", json!({"backup": truncated})).await;
+    let restores: Api<OpenBaoRestore> = Api::namespaced(client.clone(), NS);
+    poll_until(
+        Duration::from_secs(60),
+        "the first restore holds the cluster",
+        || async {
+            let lock = get(&client, "rs").await.status.and_then(|s| s.operation);
+            let second = restores.get("truncated").await?.status.unwrap_or_default();
+            Ok(
+                lock.is_some_and(|l| l.kind == OperationKind::Restore && l.cause == "restore:good")
+                    && second.phase == RestorePhase::Pending,
+            )
+        },
+    )
+    .await
+    .unwrap();
+    apply_cluster(&client, NS, "rs", spec("during-restore")).await;
+    let good = restore_finished(&client, "good").await;
+    assert_eq!(good.phase, RestorePhase::Completed, "{good:?}");
+    assert_eq!(good.backup.as_deref(), Some(backup.name.as_str()));
+    assert!(good.restored_raft_index.is_some());
+
+    // Every value of the backup, exactly; nothing written after it.
+    poll_until_ok(Duration::from_secs(60), "the restored data", || async {
+        for i in (0..1000).step_by(7).chain([499, 500, 599, 999]) {
+            let value = app_value(&admin, &format!("s{i}")).await;
+            anyhow::ensure!(value == Some(original(i)), "s{i} is {value:?}");
+        }
+        anyhow::ensure!(
+            app_value(&admin, "after").await.is_none(),
+            "app/after survived"
+        );
+        Ok(Some(()))
+    })
+    .await
+    .unwrap();
+    for i in 0..1000 {
+        assert_eq!(app_value(&admin, &format!("s{i}")).await, Some(original(i)));
+    }
+
+    // The truncated backup is refused before a byte reaches OpenBao.
+    admin
+        .write("app/marker", &json!({"value": "still here"}))
+        .await
+        .unwrap();
+    let refused = restore_finished(&client, "truncated").await;
+    assert_eq!(refused.phase, RestorePhase::Failed);
+    assert_eq!(
+        refused.reason.as_deref(),
+        Some("VerificationFailed"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        app_value(&admin, "marker").await.as_deref(),
+        Some("still here")
+    );
+    // Another cluster's backups without the override: refused, field named.
+    request_restore(
+        &client,
+        "foreign",
+        json!({"latest": true, "fromCluster": "payments"}),
+    )
+    .await;
+    let foreign = restore_finished(&client, "foreign").await;
+    assert_eq!(foreign.phase, RestorePhase::Failed);
+    assert!(
+        foreign
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("spec.allowOtherCluster"),
+        "{foreign:?}"
+    );
+    assert_eq!(
+        app_value(&admin, "marker").await.as_deref(),
+        Some("still here")
+    );
+
+    // The backup requested during the restore ran only after it.
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), NS);
+    let during = poll_until_ok(Duration::from_secs(120), "the requested backup", || async {
+        let b = get(&client, "rs")
+            .await
+            .status
+            .and_then(|s| s.backup)
+            .unwrap_or_default();
+        Ok(b.last_successful.filter(|l| {
+            b.last_trigger.as_deref() == Some("during-restore") && l.job.contains("-backup-m")
+        }))
+    })
+    .await
+    .unwrap();
+    // Compared with the restore Job's own end (second precision, both
+    // stamped by the API server).
+    let started = jobs
+        .get(&during.job)
+        .await
+        .unwrap()
+        .metadata
+        .creation_timestamp
+        .unwrap()
+        .0;
+    let restore_job = jobs.get(good.job.as_deref().unwrap()).await.unwrap();
+    let restored_at = restore_job.status.unwrap().completion_time.unwrap().0;
+    assert!(
+        started.as_second() >= restored_at.as_second(),
+        "the backup Job was created at {started}, before the restore Job ended at {restored_at}"
+    );
+
+    // The restore identity exists only while a restore runs.
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), NS);
+    assert!(accounts.get_opt("rs-restore").await.unwrap().is_none());
+    let token_request: k8s_openapi::api::authentication::v1::TokenRequest = serde_json::from_value(
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+               "spec": {"audiences": ["openbao-internal"], "expirationSeconds": 600}}),
+    )
+    .unwrap();
+    let minted = accounts
+        .create_token_request(
+            "rs-restore",
+            &kube::api::PostParams::default(),
+            &token_request,
+        )
+        .await;
+    assert!(
+        minted.is_err(),
+        "a token was minted for the restore identity"
+    );
+
+    // The controller killed mid-restore: a new one finishes it.
+    request_restore(&client, "interrupted", json!({"latest": true})).await;
+    poll_until(Duration::from_secs(60), "the restore to start", || async {
+        let lock = get(&client, "rs").await.status.and_then(|s| s.operation);
+        Ok(lock.is_some_and(|l| l.cause == "restore:interrupted"))
+    })
+    .await
+    .unwrap();
+    drop(running);
+    // A configuration change meanwhile waits: no pod restarts before the
+    // restore ends.
+    let mut changed = spec("during-restore");
+    changed["configuration"]["logLevel"] = json!("debug");
+    apply_cluster(&client, NS, "rs", changed).await;
+    let running = start_controller(&plane, &agent).await;
+    let interrupted = restore_finished(&client, "interrupted").await;
+    assert_eq!(interrupted.phase, RestorePhase::Completed);
+    let generation = get(&client, "rs").await.metadata.generation.unwrap();
+    rolled_out(&client, "rs", 3, generation, Duration::from_secs(300)).await;
+    let ended = jobs
+        .get(interrupted.job.as_deref().unwrap())
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .completion_time
+        .unwrap()
+        .0;
+    for pod in Api::<Pod>::namespaced(client.clone(), NS)
+        .list(
+            &kube::api::ListParams::default()
+                .labels("openbao.org/cluster=rs,!batch.kubernetes.io/job-name"),
+        )
+        .await
+        .unwrap()
+    {
+        let created = pod.metadata.creation_timestamp.clone().unwrap().0;
+        assert!(
+            created.as_second() >= ended.as_second(),
+            "{} restarted at {created}, before the restore ended at {ended}",
+            pod.name_any()
+        );
+    }
+
+    // A lock whose Job is gone is released with an Event. The Job reads
+    // from a server that never answers, so it is surely still running
+    // when it is deleted.
+    let silent = std::net::TcpListener::bind((agent.gateway(), 0)).unwrap();
+    request_restore(
+        &client,
+        "lost",
+        json!({"latest": true, "credentials": {"secretRef": "s3-credentials"},
+               "destination": {"url": "s3://backups/openbao", "region": "us-east-1",
+                               "endpoint": format!("http://{}", silent.local_addr().unwrap())}}),
+    )
+    .await;
+    let job = poll_until_ok(Duration::from_secs(60), "the restore Job", || async {
+        let lock = get(&client, "rs").await.status.and_then(|s| s.operation);
+        Ok(lock.filter(|l| l.cause == "restore:lost").map(|l| l.job))
+    })
+    .await
+    .unwrap();
+    jobs.delete(&job, &DeleteParams::background())
+        .await
+        .unwrap();
+    let lost = restore_finished(&client, "lost").await;
+    assert_eq!(lost.phase, RestorePhase::Failed);
+    assert!(
+        lost.message.as_deref().unwrap_or_default().contains("gone"),
+        "{lost:?}"
+    );
+    drop(silent);
+    poll_until(Duration::from_secs(30), "the lock released", || async {
+        Ok(get(&client, "rs")
+            .await
+            .status
+            .and_then(|s| s.operation)
+            .is_none())
+    })
+    .await
+    .unwrap();
+    converged(&client, "rs", 3, Duration::from_secs(120)).await;
+
+    // Disaster recovery: 10,000 more secrets and a backup; then the cluster
+    // and its volumes are gone. A new cluster of the same name (adopting
+    // the retained seal key) restores the backup into one node, then scales.
+    write_app(&admin, 1000..11_000, original).await;
+    let mut last = spec("before-disaster");
+    last["deletionPolicy"] = json!("DeletePVCs");
+    apply_cluster(&client, NS, "rs", last).await;
+    poll_until(Duration::from_secs(120), "the last backup", || async {
+        let status = get(&client, "rs").await.status.unwrap_or_default();
+        let b = status.backup.unwrap_or_default();
+        Ok(b.last_trigger.as_deref() == Some("before-disaster")
+            && status.operation.is_none()
+            && b.consecutive_failures == 0)
+    })
+    .await
+    .unwrap();
+    let old_root = String::from_utf8(
+        Api::<Secret>::namespaced(client.clone(), NS)
+            .get(&names::root_token_secret("rs"))
+            .await
+            .unwrap()
+            .data
+            .unwrap()[names::ROOT_TOKEN]
+            .0
+            .clone(),
+    )
+    .unwrap();
+    let old_uid = get(&client, "rs").await.metadata.uid.unwrap();
+    // A Development cluster's root token Secret outlives it; the new
+    // cluster needs the name for its own (the controller says so).
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .delete(&names::root_token_secret("rs"), &DeleteParams::default())
+        .await
+        .unwrap();
+    Api::<OpenBaoCluster>::namespaced(client.clone(), NS)
+        .delete("rs", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    poll_until(
+        Duration::from_secs(180),
+        "the cluster and its volumes gone",
+        || async {
+            let clusters = Api::<OpenBaoCluster>::namespaced(client.clone(), NS);
+            let claims = Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
+                client.clone(),
+                NS,
+            );
+            let pods = Api::<Pod>::namespaced(client.clone(), NS);
+            Ok(clusters.get_opt("rs").await?.is_none()
+                && claims.list(&Default::default()).await?.items.is_empty()
+                && pods
+                    .list(&kube::api::ListParams::default().labels(
+                        "app.kubernetes.io/component!=backup,app.kubernetes.io/component!=restore",
+                    ))
+                    .await?
+                    .items
+                    .iter()
+                    .all(|p| !p.name_any().starts_with("rs-")))
+        },
+    )
+    .await
+    .unwrap();
+    let mut recovered = spec("none");
+    recovered["restoreFrom"] = json!({"cluster": "rs"});
+    let created = std::time::Instant::now();
+    apply_cluster(&client, NS, "rs", recovered).await;
+    converged(&client, "rs", 3, Duration::from_secs(420)).await;
+    let c = get(&client, "rs").await;
+    assert_ne!(c.metadata.uid.as_deref(), Some(old_uid.as_str()));
+    let restored = c.status.unwrap().restored_from.unwrap();
+    eprintln!(
+        "disaster recovery of 11,000 secrets: Available with 3 voters {:?} after the new cluster was created ({restored:?})",
+        created.elapsed()
+    );
+    assert_eq!(restored.phase, RestorePhase::Completed);
+    assert!(
+        restored
+            .previous_controller_audience
+            .unwrap()
+            .ends_with(&old_uid)
+    );
+    // The old cluster's data, read with its root token (the new cluster's
+    // own is gone with the data it was written to).
+    let old_admin = root_client(&client, &agent, "rs")
+        .await
+        .with_token(openbao_client::Token::new(old_root));
+    {
+        use futures::StreamExt;
+        let wrong: Vec<usize> = futures::stream::iter(0..11_000)
+            .map(|i| {
+                let admin = old_admin.clone();
+                async move { (i, app_value(&admin, &format!("s{i}")).await) }
+            })
+            .buffer_unordered(16)
+            .filter_map(|(i, value)| async move { (value != Some(original(i))).then_some(i) })
+            .collect()
+            .await;
+        assert!(
+            wrong.is_empty(),
+            "{} secrets differ, e.g. s{}",
+            wrong.len(),
+            wrong[0]
+        );
     }
     drop(running);
 }

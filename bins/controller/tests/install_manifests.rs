@@ -277,18 +277,19 @@ type Row = (Access, &'static str);
 /// Kinds a cluster owns for its whole life: applied and watched, never
 /// deleted by the controller (the garbage collector follows the owner
 /// reference).
-const OWNED_FOR_LIFE: [&str; 7] = [
+const OWNED_FOR_LIFE: [&str; 6] = [
     "apps/statefulsets",
     "batch/jobs",
     "/services",
-    "/serviceaccounts",
     "/secrets",
     "rbac.authorization.k8s.io/rolebindings",
     "networking.k8s.io/networkpolicies",
 ];
 
-/// Kinds a spec change can make obsolete: the controller deletes them.
-const DELETED_ON_CHANGE: [&str; 3] = [
+/// Kinds a spec change (or the end of a restore) can make obsolete: the
+/// controller deletes them.
+const DELETED_ON_CHANGE: [&str; 4] = [
+    "/serviceaccounts",
     "/configmaps",
     "policy/poddisruptionbudgets",
     "networking.k8s.io/ingresses",
@@ -318,6 +319,16 @@ fn allowed() -> Vec<Row> {
         ("patch", "openbao.org/openbaoclusters/status", TENANT, "dev"),
         "status by server-side apply",
     ));
+    for verb in ["get", "list", "watch"] {
+        all.push((
+            (verb, "openbao.org/openbaorestores", TENANT, ""),
+            "read and watch restores",
+        ));
+    }
+    all.push((
+        ("patch", "openbao.org/openbaorestores/status", TENANT, "r1"),
+        "restore status by server-side apply",
+    ));
     for resource in OWNED_FOR_LIFE.iter().chain(&DELETED_ON_CHANGE) {
         for verb in ["get", "create", "patch"] {
             all.push(((verb, resource, TENANT, ""), "server-side apply"));
@@ -333,7 +344,7 @@ fn allowed() -> Vec<Row> {
     for resource in DELETED_ON_CHANGE {
         all.push((
             ("delete", resource, TENANT, ""),
-            "self-init map after init, PDB at 1 replica, disabled Ingress",
+            "self-init map after init, PDB at 1 replica, disabled Ingress, the restore identity after a restore",
         ));
     }
     for resource in GATEWAY_ROUTES {
@@ -404,6 +415,18 @@ fn denied() -> Vec<Row> {
         (
             ("update", "openbao.org/openbaoclusters", TENANT, "dev"),
             "spec is the user's",
+        ),
+        (
+            ("create", "openbao.org/openbaorestores", TENANT, ""),
+            "the user asks for restores",
+        ),
+        (
+            ("patch", "openbao.org/openbaorestores", TENANT, "r1"),
+            "a restore's spec is the user's",
+        ),
+        (
+            ("delete", "openbao.org/openbaorestores", TENANT, "r1"),
+            "a restore's record is the user's",
         ),
         // Removed: pod writes (only the pods' own ClusterRole has them).
         (
@@ -1392,9 +1415,15 @@ async fn the_controller_applies_and_deletes_a_clusters_objects(
         "deleting the OpenBaoCluster",
     );
 
-    // Deletes: only the kinds a spec change makes obsolete; everything else
-    // is refused, and left to the garbage collector.
-    let deletable = ["ConfigMap", "PodDisruptionBudget", "Ingress"];
+    // Deletes: only the kinds a spec change (or the end of a restore, for
+    // the restore identity's ServiceAccount) makes obsolete; everything
+    // else is refused, and left to the garbage collector.
+    let deletable = [
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "Ingress",
+        "ServiceAccount",
+    ];
     let mut deleted = Vec::new();
     let mut collected = Vec::new();
     for object in objects.iter().rev() {
@@ -1414,7 +1443,15 @@ async fn the_controller_applies_and_deletes_a_clusters_objects(
         }
     }
     deleted.sort();
-    assert_eq!(deleted, ["ConfigMap", "Ingress", "PodDisruptionBudget"]);
+    assert_eq!(
+        deleted,
+        [
+            "ConfigMap",
+            "Ingress",
+            "PodDisruptionBudget",
+            "ServiceAccount"
+        ]
+    );
     let mut owned: Vec<&str> = collected
         .iter()
         .map(|o| o["kind"].as_str().unwrap())
@@ -1428,7 +1465,6 @@ async fn the_controller_applies_and_deletes_a_clusters_objects(
             "RoleBinding",
             "Service",
             "Service",
-            "ServiceAccount",
             "StatefulSet"
         ]
     );

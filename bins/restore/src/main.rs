@@ -102,6 +102,10 @@ struct Args {
     /// Also write the result JSON here (Kubernetes reads /dev/termination-log).
     #[arg(long, env = "RESTORE_RESULT_FILE")]
     result_file: Option<PathBuf>,
+    /// Use the seal-checking `sys/storage/raft/snapshot` endpoint: OpenBao
+    /// refuses a snapshot sealed by other keys than the target's.
+    #[arg(long, env = "RESTORE_SEAL_CHECKED")]
+    seal_checked: bool,
     /// The target is a restore drill's throwaway node: its own cluster id is
     /// expected, and the restored copy is checked (Raft index, canary).
     #[arg(long, env = "RESTORE_DRILL", requires = "drill_canary")]
@@ -216,9 +220,20 @@ async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value,
     let checked = verifying(body, manifest.size, manifest.sha256.clone());
     tracing::info!(address = %node.address, snapshot = %snapshot_object, size = manifest.size, "restoring");
     let started = Instant::now();
+    let restore = async {
+        if args.seal_checked {
+            node.client.snapshot_restore(checked).await.map_err(|e| {
+                JobError::from_openbao(ExitCode::Snapshot, "snapshot (seal-checked)", e)
+            })
+        } else {
+            node.client
+                .snapshot_force(checked)
+                .await
+                .map_err(|e| JobError::from_openbao(ExitCode::Snapshot, "snapshot-force", e))
+        }
+    };
     tokio::select! {
-        result = node.client.snapshot_force(checked) => result
-            .map_err(|e| JobError::from_openbao(ExitCode::Snapshot, "snapshot-force", e))?,
+        result = restore => result?,
         _ = stop.cancelled() => return Err(JobError::new(ExitCode::Interrupted, "stopped by a signal during the upload; OpenBao only applies a complete snapshot, so the cluster is unchanged")),
     }
 
@@ -240,6 +255,9 @@ async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value,
         "size": manifest.size,
         "sha256": manifest.sha256,
         "backupOpenbaoVersion": manifest.openbao_version,
+        "backupNamespace": manifest.namespace,
+        "backupCluster": manifest.cluster,
+        "backupClusterUid": manifest.kubernetes_uid,
         "backupRaftIndex": manifest.raft_index,
         "restoredRaftIndex": raft_index,
     }))

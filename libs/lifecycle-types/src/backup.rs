@@ -324,4 +324,6 @@ pub enum OperationKind {
     Backup,
     /// A restore drill (a throwaway node; the cluster itself is untouched).
     Drill,
+    /// An `OpenBaoRestore` replacing the cluster's data.
+    Restore,
 }

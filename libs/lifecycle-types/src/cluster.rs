@@ -168,6 +168,11 @@ fn cloud_kms_credentials_rule() -> String {
 ).message(
     "spec.unseal.transit.address must be an https:// URL when spec.profile is Hardened: the Transit token and the seal key's wrapping travel over this connection; serve the Transit server over TLS or use profile Development"
 ).field_path(".unseal.transit.address"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.restoreFrom) || has(self.restoreFrom.destination) || has(self.backup)"
+).message(
+    "spec.restoreFrom.destination is required when spec.backup is not set: name where the old cluster's backups are"
+).field_path(".restoreFrom.destination"))]
 #[serde(rename_all = "camelCase")]
 pub struct OpenBaoClusterSpec {
     /// OpenBao version to run, as MAJOR.MINOR.PATCH (for example `2.7.2`).
@@ -247,6 +252,14 @@ pub struct OpenBaoClusterSpec {
     /// Scheduled backups to object storage, run as Jobs by the operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<crate::backup::BackupSpec>,
+    /// Disaster recovery: start from another (usually deleted) cluster's
+    /// backup. The cluster bootstraps one node, restores the backup into
+    /// it, and only then scales to `replicas`. With a static seal, the
+    /// cluster must use the old cluster's key: keep its `<name>-unseal-key`
+    /// Secret (a cluster of the same name adopts it) or copy it under this
+    /// cluster's name before creating it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<crate::restore::RestoreFrom>,
 }
 
 fn default_replicas() -> i32 {
@@ -1224,6 +1237,9 @@ pub struct OpenBaoClusterStatus {
     /// The long operation (a backup Job) that holds the cluster now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<crate::backup::OperationLock>,
+    /// The `spec.restoreFrom` restore, once it completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<crate::restore::RestoredFrom>,
 }
 
 /// Cluster-wide Raft health from autopilot.
@@ -1305,6 +1321,7 @@ impl OpenBaoClusterSpec {
             deletion_policy: DeletionPolicy::default(),
             paused: false,
             backup: None,
+            restore_from: None,
         }
     }
 

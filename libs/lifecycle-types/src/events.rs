@@ -15,6 +15,9 @@ pub mod reasons {
     pub const DRILL_STARTED: &str = "DrillStarted";
     pub const DRILL_PASSED: &str = "DrillPassed";
     pub const DRILL_FAILED: &str = "DrillFailed";
+    pub const RESTORE_STARTED: &str = "RestoreStarted";
+    pub const RESTORE_COMPLETED: &str = "RestoreCompleted";
+    pub const RESTORE_FAILED: &str = "RestoreFailed";
 }
 
 /// Event actions (what the controller was doing).
@@ -26,6 +29,7 @@ pub mod actions {
     pub const MANAGE_TLS: &str = "ManageTLS";
     pub const BACKUP: &str = "Backup";
     pub const DRILL: &str = "Drill";
+    pub const RESTORE: &str = "Restore";
     /// A reconcile failed; the reason is the error's.
     pub const RECONCILE: &str = "Reconcile";
 }

@@ -11,10 +11,12 @@ pub mod events;
 pub mod identities;
 pub mod labels;
 pub mod names;
+pub mod restore;
 pub mod validation;
 
 pub use cluster::{OpenBaoCluster, OpenBaoClusterSpec, OpenBaoClusterStatus};
 pub use conditions::{Condition, ConditionStatus};
+pub use restore::{OpenBaoRestore, OpenBaoRestoreSpec, OpenBaoRestoreStatus};
 
 /// API group of every custom resource this operator owns.
 pub const API_GROUP: &str = "openbao.org";
@@ -25,7 +27,7 @@ pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
-    vec![OpenBaoCluster::crd()]
+    vec![OpenBaoCluster::crd(), OpenBaoRestore::crd()]
 }
 
 /// Renders a CRD as the YAML document checked in under `manifests/crds/`.

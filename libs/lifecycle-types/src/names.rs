@@ -54,6 +54,11 @@ pub fn backup_service_account(cluster: &str) -> String {
     format!("{cluster}-backup")
 }
 
+/// The restore identity's ServiceAccount; it exists only while a restore runs.
+pub fn restore_service_account(cluster: &str) -> String {
+    format!("{cluster}-restore")
+}
+
 /// The restore-drill identity's ServiceAccount (subject of its JWT role).
 pub fn drill_service_account(cluster: &str) -> String {
     format!("{cluster}-drill")

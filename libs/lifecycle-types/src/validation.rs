@@ -532,6 +532,18 @@ pub fn validate_spec(spec: &OpenBaoClusterSpec) -> Vec<FieldError> {
         }
     }
 
+    if spec
+        .restore_from
+        .as_ref()
+        .is_some_and(|from| from.destination.is_none() && spec.backup.is_none())
+    {
+        fail(
+            "spec.restoreFrom.destination".into(),
+            "is required when spec.backup is not set: name where the old cluster's backups are"
+                .into(),
+        );
+    }
+
     // Exposure.
     if let Some(ingress) = &spec.ingress
         && ingress.enabled

@@ -35,14 +35,33 @@ impl Client {
         S: Stream<Item = std::result::Result<Bytes, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        self.restore(SNAPSHOT_FORCE, body).await
+    }
+
+    /// Restores a snapshot with the seal-checking `sys/storage/raft/snapshot`
+    /// endpoint: OpenBao refuses a snapshot sealed by other keys (400, "could
+    /// not verify hash file"). Otherwise as [`Client::snapshot_force`].
+    pub async fn snapshot_restore<S, E>(&self, body: S) -> Result<()>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        self.restore(SNAPSHOT, body).await
+    }
+
+    async fn restore<S, E>(&self, path: &'static str, body: S) -> Result<()>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let request = self
-            .request(Method::POST, SNAPSHOT_FORCE)?
+            .request(Method::POST, path)?
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(reqwest::Body::wrap_stream(body));
         let mut once = Some(request);
-        self.send(SNAPSHOT_FORCE, Replay::Never, || {
+        self.send(path, Replay::Never, || {
             once.take()
-                .ok_or_else(|| Error::Config("snapshot-force body already sent".into()))
+                .ok_or_else(|| Error::Config(format!("{path} body already sent")))
         })
         .await
         .map(drop)

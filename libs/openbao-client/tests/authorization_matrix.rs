@@ -88,6 +88,13 @@ const ENDPOINTS: &[Endpoint] = &[
         needs: &["read"],
         unauthenticated: false,
     },
+    // The seal-checking restore: `update` on the snapshot path.
+    Endpoint {
+        name: "snapshot-restore",
+        path: "sys/storage/raft/snapshot",
+        needs: &["update"],
+        unauthenticated: false,
+    },
     Endpoint {
         name: "snapshot-force",
         path: "sys/storage/raft/snapshot-force",
@@ -181,13 +188,9 @@ async fn call(client: &Client, endpoint: &Endpoint, leader_addr: &str) -> (Outco
         }
         "autopilot-state" => client.autopilot_state().await.map(drop),
         "snapshot" => client.snapshot().await.map(drop),
-        "snapshot-force" => {
-            // Not a snapshot: authorization is checked before the body is read.
-            let junk = stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(
-                b"not a snapshot",
-            ))]);
-            client.snapshot_force(junk).await
-        }
+        // Not a snapshot: authorization is checked before the body is read.
+        "snapshot-force" => client.snapshot_force(junk()).await,
+        "snapshot-restore" => client.snapshot_restore(junk()).await,
         "join" => client
             .raft_join(&JoinRequest {
                 leader_api_addr: leader_addr.to_owned(),
@@ -215,6 +218,10 @@ async fn call(client: &Client, endpoint: &Endpoint, leader_addr: &str) -> (Outco
         Err(other) => (Outcome::Allowed, other.to_string()),
         Ok(()) => (Outcome::Allowed, "ok".to_owned()),
     }
+}
+
+fn junk() -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    stream::iter([Ok(Bytes::from_static(b"not a snapshot"))])
 }
 
 /// The audience the controller's role is bound to in these clusters.

@@ -21,6 +21,11 @@ pub struct Manifest {
     /// OpenBao's own cluster id, when the active node reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
+    /// The `OpenBaoCluster`'s metadata.uid, when the operator ran the backup:
+    /// a restore into a new cluster needs it to find the operator's own JWT
+    /// role in the restored data (its audience names the old uid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_uid: Option<String>,
     /// Version of the node that produced the snapshot.
     pub openbao_version: String,
     /// Raft position of the snapshot, read from its own `meta.json`.
@@ -169,6 +174,7 @@ pub(crate) mod tests {
             cluster: "vault".into(),
             namespace: "team-a".into(),
             cluster_id: Some("abc".into()),
+            kubernetes_uid: None,
             openbao_version: "2.7.2".into(),
             raft_index: Some(42),
             raft_term: Some(3),

@@ -64,6 +64,8 @@ pub struct BackupView {
     pub health: Option<(ConditionStatus, String, String)>,
     /// `BackupVerified`; `None` without `spec.backup.drill`.
     pub verified: Option<(ConditionStatus, String, String)>,
+    /// A `spec.restoreFrom` restore that ended in this reconcile.
+    pub restored_from: Option<lifecycle_types::restore::RestoredFrom>,
     /// A `ProductionReady` gap.
     pub gap: Option<(&'static str, String)>,
 }
@@ -83,12 +85,25 @@ pub struct Decision {
     pub wake: Option<Duration>,
 }
 
-/// Reads a Job's outcome from the cached Job and its pod's termination
-/// message (the Job's result line as JSON, or the log's tail).
-pub fn outcome(job: Option<&Job>, known: &Known, pods: &[Arc<Pod>], now: Timestamp) -> JobOutcome {
+/// Reads the outcome of the Job that holds `lock` from the cached Job and
+/// its pod's termination message (the Job's result line as JSON, or the
+/// log's tail).
+pub fn outcome(
+    lock: &OperationLock,
+    job: Option<&Job>,
+    known: &Known,
+    pods: &[Arc<Pod>],
+    now: Timestamp,
+) -> JobOutcome {
+    // The lock is written after the Job is created, but the Job's watch
+    // event may reach the cache after a reconcile that reads the lock.
+    let young = lock
+        .started_at
+        .parse::<Timestamp>()
+        .is_ok_and(|t| now.as_second() - t.as_second() < POD_GRACE_SECONDS);
     let Some(job) = job else {
         return match known {
-            Known::Absent => JobOutcome::Failed {
+            Known::Absent if !young => JobOutcome::Failed {
                 exit_code: None,
                 reason: reasons::BACKUP_JOB_LOST.into(),
                 message: "the Job is gone before its result was read (deleted by hand?); the next slot runs a new one".into(),
@@ -185,12 +200,17 @@ pub fn decide(
     let mut operation = previous.and_then(|s| s.operation.clone());
     let mut decision = Decision::default();
 
-    // The Job that holds the cluster, if it finished.
-    if let Some(lock) = operation.clone() {
+    // The Job that holds the cluster, if it finished (a restore's lock is
+    // the restore step's to release).
+    if let Some(lock) = operation
+        .clone()
+        .filter(|l| l.kind != OperationKind::Restore)
+    {
         let outcome = outcome.unwrap_or(JobOutcome::Running);
         if outcome != JobOutcome::Running {
             operation = None;
             match lock.kind {
+                OperationKind::Restore => {}
                 OperationKind::Backup => {
                     decision.finished = Some(backup_finished(
                         &mut status,
@@ -213,6 +233,7 @@ pub fn decide(
             operation,
             health: None,
             verified: None,
+            restored_from: None,
             gap: Some((
                 reasons::BACKUPS_NOT_CONFIGURED,
                 "spec.backup is not set: no backups are taken; configure scheduled backups".into(),
@@ -364,6 +385,7 @@ pub fn decide(
         status: Some(status),
         operation,
         health: Some(health),
+        restored_from: None,
         gap,
     };
     decision
@@ -498,14 +520,7 @@ pub async fn step(
         .status
         .as_ref()
         .and_then(|s| s.operation.as_ref())
-        .map(|_| {
-            outcome(
-                snapshot.operation_job.as_deref(),
-                &snapshot.objects.operation_job,
-                &snapshot.job_pods,
-                now,
-            )
-        });
+        .map(|lock| snapshot.operation_outcome(lock, now));
     let decision = decide(cluster, outcome.clone(), now, may_start);
     if cluster.spec.backup.is_some() && may_start {
         ctx.applier
@@ -739,22 +754,36 @@ mod tests {
         .unwrap();
         let now = at("2026-12-02T07:01:20Z");
         let known = Known::At("1".into());
+        let lock = OperationLock {
+            kind: OperationKind::Backup,
+            job: "dev-backup-1".into(),
+            cause: "schedule".into(),
+            started_at: "2026-12-02T07:01:00Z".into(),
+        };
         assert_eq!(
-            outcome(Some(&job), &known, &[Arc::new(pod)], now),
+            outcome(&lock, Some(&job), &known, &[Arc::new(pod)], now),
             JobOutcome::Succeeded {
                 details: json!({"size": 5}),
                 seconds: Some(8)
             }
         );
         // The pod not cached yet: wait a little, then count it as lost.
-        assert_eq!(outcome(Some(&job), &known, &[], now), JobOutcome::Running);
+        assert_eq!(
+            outcome(&lock, Some(&job), &known, &[], now),
+            JobOutcome::Running
+        );
         let late = at("2026-12-02T07:05:00Z");
         assert!(matches!(
-            outcome(Some(&job), &known, &[], late),
+            outcome(&lock, Some(&job), &known, &[], late),
             JobOutcome::Failed { .. }
         ));
+        // A Job missing from the cache: just created, or gone.
+        assert_eq!(
+            outcome(&lock, None, &Known::Absent, &[], now),
+            JobOutcome::Running
+        );
         assert!(matches!(
-            outcome(None, &Known::Absent, &[], now),
+            outcome(&lock, None, &Known::Absent, &[], late),
             JobOutcome::Failed { .. }
         ));
     }

@@ -52,6 +52,17 @@ pub async fn step(
                 InitView::Waiting(format!("self-init is running on {}", pod.name))
             }
         }
+        // A root token Secret before sys/init is an earlier cluster's of
+        // the same name (kept by its deletion policy): the new root token
+        // could not be stored, and OpenBao shows a root token only once.
+        (Some(HealthState::Uninitialized), Some(_)) if snapshot.secrets.root_token_stored => {
+            InitView::Failed(format!(
+                "Secret {ns}/{secret} holds the root token of an earlier cluster named {name}, so the root token of this one could not be stored; the controller does not initialize {pod} until it is gone. Delete that Secret (keep a copy first if you restore that cluster's backup with spec.restoreFrom: it is the restored data's root token)",
+                ns = snapshot.namespace,
+                secret = names::root_token_secret(name),
+                pod = pod.name,
+            ))
+        }
         (Some(HealthState::Uninitialized), Some(connection)) => {
             operator_init(cluster, ctx, connection, &pod.name).await?;
             InitView::Waiting(format!(

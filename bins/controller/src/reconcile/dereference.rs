@@ -65,6 +65,9 @@ pub async fn kubernetes(
         backup_service_account: caches
             .service_accounts
             .known(ns, &names::backup_service_account(&name)),
+        restore_service_account: caches
+            .service_accounts
+            .known(ns, &names::restore_service_account(&name)),
         operation_job: operation_job
             .map(|job| caches.jobs.known(ns, job))
             .unwrap_or(Known::Absent),
@@ -104,6 +107,7 @@ pub async fn kubernetes(
             Known::At(_)
         ),
     };
+    let restores = caches.restores.filtered(ns, |r| r.spec.cluster == name);
     Ok(Snapshot {
         name,
         namespace,
@@ -112,6 +116,7 @@ pub async fn kubernetes(
         pods,
         job_pods,
         operation_job,
+        restores,
         secrets,
         openbao: OpenBaoView::default(),
     })
@@ -187,13 +192,21 @@ pub async fn connection(
     })?;
     let audience =
         lifecycle_types::identities::controller_audience(&address.namespace, &address.name, uid);
+    // After a restore from another cluster, its operator role's audience.
+    let previous = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.restored_from.as_ref())
+        .and_then(|r| r.previous_controller_audience.clone());
     if let Some(kept) = lock(&state.connection).clone()
         && *kept.address() == address
         && kept.audience() == audience
     {
+        kept.set_previous_audience(previous);
         return Ok(kept);
     }
     let built = ctx.connector.connect_cluster(address, uid).await?;
+    built.set_previous_audience(previous);
     *lock(&state.connection) = Some(built.clone());
     Ok(built)
 }

@@ -23,6 +23,7 @@ mod drill;
 pub mod error;
 mod objects;
 mod raft;
+mod restore;
 mod rollout;
 mod secrets;
 pub mod snapshot;
@@ -37,6 +38,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use lifecycle_types::OpenBaoCluster;
+use lifecycle_types::backup::OperationKind;
 use lifecycle_types::cluster::OpenBaoClusterStatus;
 use lifecycle_types::events::actions;
 use lifecycle_types::validation::validate_spec;
@@ -250,6 +252,14 @@ async fn reconcile_inner(
     }
 
     let paused = cluster.spec.paused;
+    // A restore replaces the cluster's data: nothing else changes the
+    // cluster until it ends (no new template, no scaling, no rollout).
+    let restoring = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.operation.as_ref())
+        .is_some_and(|l| l.kind == OperationKind::Restore);
+    let hold = paused || restoring;
     let mut snapshot = dereference::kubernetes(cluster, ctx, state).await?;
     let material = secrets::ensure(cluster, ctx, &snapshot, paused).await?;
     if let Some(expiry) = material.certificate_expiry {
@@ -258,7 +268,7 @@ async fn reconcile_inner(
             .get_or_create(&labels(cluster))
             .set(expiry as f64);
     }
-    let stage = objects::apply(cluster, ctx, state, &snapshot, &material, paused).await?;
+    let stage = objects::apply(cluster, ctx, state, &snapshot, &material, hold).await?;
     let connection = dereference::openbao(cluster, ctx, state, &mut snapshot).await;
     unreachable(ctx, &snapshot)?;
 
@@ -290,7 +300,7 @@ async fn reconcile_inner(
             if busy {
                 next = Next::Soon;
             }
-        } else if let Some(connection) = &connection {
+        } else if let Some(connection) = connection.as_ref().filter(|_| !restoring) {
             // At most one disruptive step: Raft upkeep first, then the gate.
             if raft::step(cluster, ctx, connection, &snapshot).await?
                 || rollout::step(cluster, ctx, connection, &snapshot.openbao).await?
@@ -319,15 +329,19 @@ async fn reconcile_inner(
             matches!(init, InitView::Done { .. })
         };
     let stuck = stuck(ctx, state, &snapshot, serving);
-    let (backup, wake) = backup::step(
-        cluster,
-        ctx,
-        state,
-        &snapshot,
-        &material,
-        !paused && initialized && serving,
-    )
-    .await?;
+    let may_start = !paused && initialized && serving;
+    let backups_may_start = may_start && !lifecycle_types::restore::restore_from_pending(cluster);
+    let (mut backup, wake) =
+        backup::step(cluster, ctx, state, &snapshot, &material, backups_may_start).await?;
+    (backup.operation, backup.restored_from) =
+        restore::step(cluster, ctx, &snapshot, backup.operation.take(), may_start).await?;
+    if backup
+        .operation
+        .as_ref()
+        .is_some_and(|l| l.kind == OperationKind::Restore)
+    {
+        next = Next::Soon;
+    }
     if let (Next::Steady, Some(due)) = (&next, wake) {
         next = Next::After(due);
     }

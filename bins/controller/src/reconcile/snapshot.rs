@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use lifecycle_types::OpenBaoRestore;
+
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -30,6 +32,8 @@ pub struct Snapshot {
     pub job_pods: Vec<Arc<Pod>>,
     /// The Job named by `status.operation`, as cached (template stripped).
     pub operation_job: Option<Arc<Job>>,
+    /// OpenBaoRestores that target this cluster, as cached.
+    pub restores: Vec<Arc<OpenBaoRestore>>,
     pub secrets: Secrets,
     pub openbao: OpenBaoView,
 }
@@ -48,6 +52,7 @@ pub struct KnownObjects {
     pub ingress: Known,
     pub statefulset: Known,
     pub backup_service_account: Known,
+    pub restore_service_account: Known,
     /// The Job named by `status.operation`.
     pub operation_job: Known,
 }
@@ -104,6 +109,21 @@ pub struct Stage {
 }
 
 impl Snapshot {
+    /// What became of the Job that holds `lock` (see [`super::backup::outcome`]).
+    pub fn operation_outcome(
+        &self,
+        lock: &lifecycle_types::backup::OperationLock,
+        now: k8s_openapi::jiff::Timestamp,
+    ) -> super::backup::JobOutcome {
+        super::backup::outcome(
+            lock,
+            self.operation_job.as_deref(),
+            &self.objects.operation_job,
+            &self.job_pods,
+            now,
+        )
+    }
+
     /// The pod of that name, if cached.
     pub fn pod(&self, name: &str) -> Option<&Pod> {
         self.pods

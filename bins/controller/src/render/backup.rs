@@ -55,7 +55,7 @@ pub fn service_account(cluster: &OpenBaoCluster) -> Result<ServiceAccount, Rende
     let (name, _) = name_and_namespace(cluster)?;
     jobs::service_account(
         cluster,
-        backup_spec(cluster)?,
+        backup_spec(cluster)?.credentials.as_ref(),
         names::backup_service_account(name),
     )
 }
@@ -74,10 +74,15 @@ pub fn job(
         env_var("OPENBAO_ADDR", &addresses(cluster)?),
         env_var("BACKUP_NAMESPACE", namespace),
         env_var("BACKUP_CLUSTER", name),
+        env_var("BACKUP_CLUSTER_UID", super::cluster_uid(cluster)?),
         env_var("BACKUP_RESULT_FILE", TERMINATION_LOG),
         env_var("LOG_JSON", "true"),
     ];
-    env.extend(jobs::storage_env(spec, "BACKUP_", "DESTINATION"));
+    env.extend(jobs::storage_env(
+        &spec.destination,
+        "BACKUP_",
+        "DESTINATION",
+    ));
     // The servers' CA is the pods' `ca.crt`; ACME uses the public roots.
     if let Some(ca_secret) = super::secrets::tls_files_secret(cluster) {
         volumes.push(json!({
@@ -114,7 +119,7 @@ pub fn job(
         COMPONENT_BACKUP,
         spec.image.as_deref().unwrap_or(default_image),
         env,
-        jobs::credentials_env_from(spec),
+        jobs::credentials_env_from(spec.credentials.as_ref()),
         mounts,
         spec.resources.as_ref(),
     )?;
@@ -124,12 +129,13 @@ pub fn job(
             name: job_name(name, cause),
             component: COMPONENT_BACKUP,
             service_account: names::backup_service_account(name),
+            token_seconds: jobs::TOKEN_SECONDS,
             deadline_seconds: spec.deadline_seconds,
             ttl_seconds_after_finished: spec.ttl_seconds_after_finished,
             init_containers: Vec::new(),
             containers: vec![container],
             volumes,
-            pod_labels: jobs::workload_identity_labels(spec),
+            pod_labels: jobs::workload_identity_labels(spec.credentials.as_ref()),
         },
     )
 }

@@ -78,7 +78,7 @@ pub fn service_account(cluster: &OpenBaoCluster) -> Result<ServiceAccount, Rende
     let (name, _) = name_and_namespace(cluster)?;
     jobs::service_account(
         cluster,
-        backup_spec(cluster)?,
+        backup_spec(cluster)?.credentials.as_ref(),
         names::drill_service_account(name),
     )
 }
@@ -215,14 +215,14 @@ pub fn job(
         env_var("RESTORE_RESULT_FILE", TERMINATION_LOG),
         env_var("LOG_JSON", "true"),
     ];
-    env.extend(jobs::storage_env(spec, "RESTORE_", "SOURCE"));
+    env.extend(jobs::storage_env(&spec.destination, "RESTORE_", "SOURCE"));
     let container = jobs::binary_container(
         DRILL_CONTAINER,
         drill
             .and_then(|d| d.image.as_deref())
             .unwrap_or(default_image),
         env,
-        jobs::credentials_env_from(spec),
+        jobs::credentials_env_from(spec.credentials.as_ref()),
         vec![
             jobs::token_mount(),
             json!({"name": "tmp", "mountPath": "/tmp"}),
@@ -235,12 +235,13 @@ pub fn job(
             name: job_name(name, cause),
             component: COMPONENT_DRILL,
             service_account: names::drill_service_account(name),
+            token_seconds: jobs::TOKEN_SECONDS,
             deadline_seconds: drill.map_or(900, |d| d.deadline_seconds),
             ttl_seconds_after_finished: spec.ttl_seconds_after_finished,
             init_containers: vec![throwaway],
             containers: vec![container],
             volumes,
-            pod_labels: jobs::workload_identity_labels(spec),
+            pod_labels: jobs::workload_identity_labels(spec.credentials.as_ref()),
         },
     )
 }
@@ -308,12 +309,7 @@ mod tests {
         assert_eq!(pod["initContainers"][0]["restartPolicy"], "Always");
         assert_eq!(pod["initContainers"][0]["name"], THROWAWAY_CONTAINER);
         let drill = &pod["containers"][0];
-        let env = drill["env"].as_array().unwrap();
-        let var = |name: &str| {
-            env.iter()
-                .find(|e| e["name"] == name)
-                .map(|e| e["value"].as_str().unwrap().to_owned())
-        };
+        let var = |name: &str| fixtures::env_value(drill, name);
         assert_eq!(
             var("OPENBAO_ADDR").as_deref(),
             Some("http://127.0.0.1:8200")

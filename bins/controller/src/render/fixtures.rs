@@ -106,3 +106,13 @@ pub fn inputs() -> Inputs {
         )
     }
 }
+
+/// The value of environment variable `name` of a rendered container (JSON).
+pub fn env_value(container: &serde_json::Value, name: &str) -> Option<String> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str())
+        .map(str::to_owned)
+}

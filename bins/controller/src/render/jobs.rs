@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ResourceRequirements, ServiceAccount};
-use lifecycle_types::backup::BackupSpec;
+use lifecycle_types::backup::{BackupCredentials, BackupDestination};
 use lifecycle_types::{OpenBaoCluster, labels};
 use serde_json::{Value, json};
 
@@ -19,7 +19,7 @@ pub const TERMINATION_LOG: &str = "/dev/termination-log";
 /// Where the projected OpenBao token is mounted (the Job binaries' default).
 const TOKEN_DIR: &str = "/var/run/secrets/openbao";
 /// The identity's projected token lives at most this long.
-const TOKEN_SECONDS: i64 = 3600;
+pub const TOKEN_SECONDS: i64 = 3600;
 /// uid and gid of the distroless non-root user the images run as.
 pub const NON_ROOT: i64 = 65532;
 
@@ -30,6 +30,8 @@ pub struct JobParts<'a> {
     /// `app.kubernetes.io/component` of the Job and its pod.
     pub component: &'a str,
     pub service_account: String,
+    /// Lifetime of the identity's projected token.
+    pub token_seconds: i64,
     pub deadline_seconds: i64,
     pub ttl_seconds_after_finished: i32,
     /// Sidecars (init containers with `restartPolicy: Always`).
@@ -64,7 +66,7 @@ pub fn job(cluster: &OpenBaoCluster, parts: JobParts<'_>) -> Result<Job, RenderE
         "name": "openbao-token",
         "projected": {"sources": [{"serviceAccountToken": {
             "audience": cluster.spec.self_init.oidc.audience,
-            "expirationSeconds": TOKEN_SECONDS,
+            "expirationSeconds": parts.token_seconds,
             "path": "token",
         }}]},
     })];
@@ -108,14 +110,11 @@ pub fn job(cluster: &OpenBaoCluster, parts: JobParts<'_>) -> Result<Job, RenderE
 /// annotations a cloud workload identity asks for.
 pub fn service_account(
     cluster: &OpenBaoCluster,
-    spec: &BackupSpec,
+    credentials: Option<&BackupCredentials>,
     name: String,
 ) -> Result<ServiceAccount, RenderError> {
     let mut metadata = owned_metadata(cluster, name)?;
-    if let Some(identity) = spec
-        .credentials
-        .as_ref()
-        .and_then(|c| c.workload_identity.as_ref())
+    if let Some(identity) = credentials.and_then(|c| c.workload_identity.as_ref())
         && !identity.service_account_annotations.is_empty()
     {
         metadata.annotations = Some(identity.service_account_annotations.clone());
@@ -173,8 +172,7 @@ pub fn restricted() -> Value {
 
 /// How the Job binaries reach the backup storage. Their variables share a
 /// prefix (`BACKUP_`, `RESTORE_`); `location` names the one that takes the URL.
-pub fn storage_env(spec: &BackupSpec, prefix: &str, location: &str) -> Vec<Value> {
-    let destination = &spec.destination;
+pub fn storage_env(destination: &BackupDestination, prefix: &str, location: &str) -> Vec<Value> {
     let mut env = vec![env_var(&format!("{prefix}{location}"), &destination.url)];
     if let Some(endpoint) = &destination.endpoint {
         let kind = if destination.url.starts_with("gs://") {
@@ -195,18 +193,18 @@ pub fn storage_env(spec: &BackupSpec, prefix: &str, location: &str) -> Vec<Value
 
 /// The storage credentials Secret's keys as the environment; its values
 /// never appear in the Job.
-pub fn credentials_env_from(spec: &BackupSpec) -> Value {
-    spec.credentials
-        .as_ref()
+pub fn credentials_env_from(credentials: Option<&BackupCredentials>) -> Value {
+    credentials
         .and_then(|c| c.secret_ref.as_ref())
         .map(|secret| json!([{"secretRef": {"name": secret}}]))
         .unwrap_or_else(|| json!([]))
 }
 
 /// Pod labels a cloud workload identity asks for.
-pub fn workload_identity_labels(spec: &BackupSpec) -> BTreeMap<String, String> {
-    spec.credentials
-        .as_ref()
+pub fn workload_identity_labels(
+    credentials: Option<&BackupCredentials>,
+) -> BTreeMap<String, String> {
+    credentials
         .and_then(|c| c.workload_identity.as_ref())
         .map(|identity| identity.pod_labels.clone())
         .unwrap_or_default()

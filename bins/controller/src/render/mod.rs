@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod network_policy;
 pub mod pdb;
 pub mod rbac;
+pub mod restore;
 pub mod secrets;
 pub mod self_init;
 pub mod services;

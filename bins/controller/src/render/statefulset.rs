@@ -70,9 +70,11 @@ pub const READINESS_QUERY: &str = "standbyok=true&sealedcode=503&uninitcode=503"
 /// Query of the startup and liveness probes: 200 whenever the process answers.
 pub const LIVENESS_QUERY: &str = "standbyok=true&sealedcode=200&uninitcode=200";
 
-/// Replicas the StatefulSet runs now: one bootstrap pod until initialized.
+/// Replicas the StatefulSet runs now: one bootstrap pod until initialized
+/// (and, with `spec.restoreFrom`, until the backup is restored).
 pub fn replicas(cluster: &OpenBaoCluster, inputs: &Inputs) -> i32 {
-    if inputs.initialized {
+    // A cluster restored from a backup grows once the backup is in.
+    if inputs.initialized && !lifecycle_types::restore::restore_from_pending(cluster) {
         cluster.spec.replicas
     } else {
         1
