@@ -635,6 +635,14 @@ async fn with_object_storage() -> (
     (plane, client, agent, s3)
 }
 
+/// The name of the backup Job a trigger value starts.
+fn backup_job_name(cluster: &str, trigger: &str) -> String {
+    controller::render::backup::job_name(
+        cluster,
+        &controller::render::backup::BackupCause::Trigger(trigger.into()),
+    )
+}
+
 /// A 3-node Development cluster that backs up to the S3 server at `endpoint` on `schedule`.
 fn backed_up(endpoint: &str, schedule: &str, trigger: &str) -> serde_json::Value {
     json!({
@@ -830,9 +838,10 @@ async fn scheduled_backups_run_as_jobs_and_report_their_health() {
     poll_until(Duration::from_secs(60), "the manual backup", || async {
         let c = get(&client, "bk").await;
         let b = c.status.and_then(|s| s.backup).unwrap_or_default();
+        // That request's own Job: the trigger is recorded when it starts.
         Ok(b.last_trigger.as_deref() == Some("manual-2")
             && b.last_successful
-                .is_some_and(|l| l.job.contains("-backup-m")))
+                .is_some_and(|l| l.job == backup_job_name("bk", "manual-2")))
     })
     .await
     .unwrap();
@@ -1410,8 +1419,11 @@ async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
             .status
             .and_then(|s| s.backup)
             .unwrap_or_default();
+        // Its own record: last_trigger is set when that backup starts, and
+        // until it ends the last good backup is the one restored above.
         Ok(b.last_successful.filter(|l| {
-            b.last_trigger.as_deref() == Some("during-restore") && l.job.contains("-backup-m")
+            b.last_trigger.as_deref() == Some("during-restore")
+                && l.job == backup_job_name("rs", "during-restore")
         }))
     })
     .await
