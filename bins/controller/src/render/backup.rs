@@ -8,13 +8,11 @@ use lifecycle_types::backup::BackupSpec;
 use lifecycle_types::{OpenBaoCluster, names};
 use serde_json::json;
 
-use super::config::TLS_CA;
 use super::jobs::{self, JobParts, TERMINATION_LOG, env_var};
 use super::{API_PORT, RenderError, name_and_namespace};
 
 /// Label value of `app.kubernetes.io/component` on backup Jobs and pods.
 pub const COMPONENT_BACKUP: &str = "backup";
-const CA_DIR: &str = "/etc/openbao/ca";
 
 /// Why a backup Job runs; part of its name, so a controller that restarts
 /// between creating the Job and recording it finds the same Job again.
@@ -83,15 +81,7 @@ pub fn job(
         "BACKUP_",
         "DESTINATION",
     ));
-    // The servers' CA is the pods' `ca.crt`; ACME uses the public roots.
-    if let Some(ca_secret) = super::secrets::tls_files_secret(cluster) {
-        volumes.push(json!({
-            "name": "openbao-ca",
-            "secret": {"secretName": ca_secret, "items": [{"key": TLS_CA, "path": TLS_CA}]},
-        }));
-        mounts.push(json!({"name": "openbao-ca", "mountPath": CA_DIR, "readOnly": true}));
-        env.push(env_var("OPENBAO_CACERT", &format!("{CA_DIR}/{TLS_CA}")));
-    }
+    jobs::trust_servers_ca(cluster, &mut volumes, &mut mounts, &mut env);
     if let Some(retention) = &spec.retention {
         if let Some(keep) = retention.keep_last {
             env.push(env_var("BACKUP_KEEP_LAST", &keep.to_string()));

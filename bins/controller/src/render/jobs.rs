@@ -12,6 +12,7 @@ use lifecycle_types::backup::{BackupCredentials, BackupDestination};
 use lifecycle_types::{OpenBaoCluster, labels};
 use serde_json::{Value, json};
 
+use super::config::TLS_CA;
 use super::{RenderError, from_json, metadata_json, name_and_namespace, owned_metadata};
 
 /// Where Kubernetes reads a container's termination message.
@@ -123,6 +124,28 @@ pub fn service_account(
         "ServiceAccount",
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata_json(&metadata)?}),
     )
+}
+
+/// Where a Job mounts the OpenBao servers' CA.
+const CA_DIR: &str = "/etc/openbao/ca";
+
+/// Lets a Job's container verify the OpenBao servers: the pods' `ca.crt`
+/// as a volume and `OPENBAO_CACERT`. Nothing for ACME, whose certificates
+/// chain to the public roots.
+pub fn trust_servers_ca(
+    cluster: &OpenBaoCluster,
+    volumes: &mut Vec<Value>,
+    mounts: &mut Vec<Value>,
+    env: &mut Vec<Value>,
+) {
+    if let Some(ca_secret) = super::secrets::tls_files_secret(cluster) {
+        volumes.push(json!({
+            "name": "openbao-ca",
+            "secret": {"secretName": ca_secret, "items": [{"key": TLS_CA, "path": TLS_CA}]},
+        }));
+        mounts.push(json!({"name": "openbao-ca", "mountPath": CA_DIR, "readOnly": true}));
+        env.push(env_var("OPENBAO_CACERT", &format!("{CA_DIR}/{TLS_CA}")));
+    }
 }
 
 /// The mount of the identity's projected token, for the container that logs in.

@@ -15,13 +15,11 @@ use lifecycle_types::restore::RestoreMode;
 use lifecycle_types::{OpenBaoCluster, OpenBaoRestore, names};
 use serde_json::json;
 
-use super::config::TLS_CA;
 use super::jobs::{self, JobParts, TERMINATION_LOG, env_var};
 use super::{RenderError, name_and_namespace};
 
 /// Label value of `app.kubernetes.io/component` on restore Jobs and pods.
 pub const COMPONENT_RESTORE: &str = "restore";
-const CA_DIR: &str = "/etc/openbao/ca";
 /// The shortest projected token Kubernetes issues.
 const TOKEN_SECONDS: i64 = 600;
 
@@ -118,14 +116,7 @@ pub fn job(
         jobs::token_mount(),
         json!({"name": "tmp", "mountPath": "/tmp"}),
     ];
-    if let Some(ca_secret) = super::secrets::tls_files_secret(cluster) {
-        volumes.push(json!({
-            "name": "openbao-ca",
-            "secret": {"secretName": ca_secret, "items": [{"key": TLS_CA, "path": TLS_CA}]},
-        }));
-        mounts.push(json!({"name": "openbao-ca", "mountPath": CA_DIR, "readOnly": true}));
-        env.push(env_var("OPENBAO_CACERT", &format!("{CA_DIR}/{TLS_CA}")));
-    }
+    jobs::trust_servers_ca(cluster, &mut volumes, &mut mounts, &mut env);
     let container = jobs::binary_container(
         COMPONENT_RESTORE,
         spec.image.as_deref().unwrap_or(default_image),
@@ -200,6 +191,10 @@ mod tests {
         );
         assert_eq!(var("RESTORE_SEAL_CHECKED").as_deref(), Some("true"));
         assert_eq!(var("RESTORE_LATEST"), None);
+        assert_eq!(
+            var("OPENBAO_CACERT").as_deref(),
+            Some("/etc/openbao/ca/ca.crt")
+        );
         assert_eq!(
             pod["containers"][0]["envFrom"][0]["secretRef"]["name"],
             "s3-credentials"
