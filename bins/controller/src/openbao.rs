@@ -31,7 +31,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};
-use lifecycle_types::identities::{Identity, JWT_AUTH_MOUNT, controller_audience, jwt_role};
+use lifecycle_types::identities::{
+    Identity, JWT_AUTH_MOUNT, SubjectVars, controller_audience, jwt_role,
+};
 use lifecycle_types::names;
 use openbao_client::{
     AuthInfo, Client, ClientConfig, Credential, Error, Login, RetryPolicy, Token,
@@ -194,6 +196,8 @@ struct CachedLogin {
 /// the token minted for it, and the OpenBao login.
 pub struct ClusterLogin {
     credentials: Credentials,
+    namespace: String,
+    name: String,
     audience: String,
     /// The audience the role accepted in a cluster this one was restored
     /// from (`status.restoredFrom`): tried once to move the role here.
@@ -228,6 +232,8 @@ impl ClusterLogin {
     pub fn new(credentials: Credentials, namespace: &str, name: &str, uid: &str) -> Self {
         Self {
             credentials,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
             audience: controller_audience(namespace, name, uid),
             previous: Mutex::new(None),
             minted: Mutex::new(None),
@@ -256,6 +262,45 @@ impl ClusterLogin {
             refresh_at: Instant::now() + lease * 2 / 3,
         });
         Ok(target.with_token(auth.token))
+    }
+
+    /// The `bao` commands, run with an admin token, that write the
+    /// controller's policy and role at this cluster again.
+    pub fn identity_fix(&self) -> String {
+        let policy = Identity::Controller.policy_name();
+        let role = jwt_role(Identity::Controller).ok().flatten();
+        let body = role.as_ref().map(|role| {
+            let mut body = role.request_body(&SubjectVars {
+                operator_namespace: &self.credentials.namespace,
+                namespace: &self.namespace,
+                cluster: &self.name,
+            });
+            body["bound_audiences"] = json!(self.audience);
+            body
+        });
+        let arguments: Vec<String> = body
+            .as_ref()
+            .and_then(|b| b.as_object())
+            .into_iter()
+            .flatten()
+            .map(|(key, value)| match value {
+                serde_json::Value::String(text) => format!("{key}={text}"),
+                serde_json::Value::Array(items) => format!(
+                    "{key}={}",
+                    items
+                        .iter()
+                        .filter_map(|i| i.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                other => format!("{key}={other}"),
+            })
+            .collect();
+        format!(
+            "with an admin token run `bao policy write {policy} policies/controller.hcl` and `bao write auth/{JWT_AUTH_MOUNT}/role/{role} {arguments}`; write the backup, restore and drill policies and roles from policies/ the same way",
+            role = controller_role(),
+            arguments = arguments.join(" "),
+        )
     }
 
     /// Drops the kept login (after OpenBao refused it).
@@ -470,9 +515,58 @@ impl ClusterConnection {
         self.login.client(self.pod(pod)?).await
     }
 
-    /// Drops the kept login (after OpenBao refused it).
+    /// Drops the kept login (after OpenBao refused it, or after a restore
+    /// replaced the tokens and roles it was checked against).
     pub fn forget_login(&self) {
         self.login.forget();
+    }
+
+    /// When `error` (of the controller's login, or of a call made with
+    /// `client`, its token) comes from the controller's own role, auth
+    /// method or policy missing in the cluster's data, what is missing and
+    /// the fix. A restore of a backup taken before the operator bootstrapped
+    /// the cluster leaves them missing.
+    pub async fn identity_missing(&self, client: Option<&Client>, error: &Error) -> Option<String> {
+        const CAUSE: &str = "the cluster's data predates the operator's identities (a restore of an older backup), or someone deleted them";
+        let role = controller_role();
+        let missing = match error {
+            Error::BadRequest { path, message }
+                if path.ends_with("/login") && message.contains("could not be found") =>
+            {
+                format!("the JWT role auth/{JWT_AUTH_MOUNT}/role/{role} does not exist ({message})")
+            }
+            Error::NotFound { path, .. }
+            | Error::PermissionDenied { path, .. }
+            | Error::Unsupported { path, .. }
+                if path.ends_with("/login") =>
+            {
+                format!("the JWT auth method auth/{JWT_AUTH_MOUNT}/ does not answer {path}")
+            }
+            Error::PermissionDenied { path, .. } => {
+                // Our token is valid (the default policy lets it ask) yet
+                // cannot do what policy openbao-operator grants.
+                let asked = client?
+                    .write("sys/capabilities-self", &json!({"paths": [path]}))
+                    .await
+                    .ok()
+                    .flatten()?;
+                let capabilities = asked["data"][path.as_str()]
+                    .as_array()
+                    .or_else(|| asked[path.as_str()].as_array())?;
+                if !capabilities.iter().any(|c| c == "deny") {
+                    return None;
+                }
+                format!(
+                    "policy {} is missing or does not grant {path}",
+                    Identity::Controller.policy_name()
+                )
+            }
+            _ => return None,
+        };
+        Some(format!(
+            "the controller cannot use its identity at this cluster: {missing}; {CAUSE}. To fix it, {}",
+            self.login.identity_fix()
+        ))
     }
 
     /// See [`ClusterLogin::set_previous_audience`].

@@ -51,8 +51,9 @@ pub struct TlsView {
 pub struct Observation {
     pub pods: Vec<PodView>,
     pub membership: Option<Membership>,
-    /// Why Raft state could not be read (login refused, no active node).
-    pub membership_error: Option<String>,
+    /// Why Raft state could not be read (login refused, no active node):
+    /// the Degraded reason and message.
+    pub membership_error: Option<(&'static str, String)>,
     pub init: InitView,
     pub tls: TlsView,
     pub root_token_stored: bool,
@@ -471,8 +472,8 @@ fn degraded(cluster: &OpenBaoCluster, seen: &Observation) -> Option<(&'static st
     if let Some(problem) = &seen.exposure_problem {
         return Some((reasons::GATEWAY_API_MISSING, problem.clone()));
     }
-    if let Some(error) = &seen.membership_error {
-        return Some((reasons::MISSING_CAPABILITY, error.clone()));
+    if let Some((reason, message)) = &seen.membership_error {
+        return Some((reason, message.clone()));
     }
     if let Some((reason, message)) = &seen.stuck {
         return Some((reason, message.clone()));

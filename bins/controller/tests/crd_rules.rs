@@ -384,6 +384,70 @@ async fn cel_rules_and_code_agree_on_every_rule() {
         .create(&PostParams::default(), &object(name, &spec))
         .await
         .unwrap();
+
+    // OpenBaoRestore: its CEL rules and validate_restore_spec.
+    let gvk =
+        kube::api::GroupVersionKind::gvk(lifecycle_types::API_GROUP, "v1alpha1", "OpenBaoRestore");
+    let restores: kube::Api<DynamicObject> = kube::Api::namespaced_with(
+        client.clone(),
+        NAMESPACE,
+        &kube::api::ApiResource::from_gvk(&gvk),
+    );
+    let manifest = "s3://copies/2026/20261202T080000Z-1a2b3c.json";
+    let cases = [
+        (
+            "by-name",
+            json!({"backup": "20261202T080000Z-1a2b3c"}),
+            None,
+        ),
+        ("newest", json!({"latest": true}), None),
+        ("by-manifest", json!({"manifest": manifest}), None),
+        ("none", json!({}), Some("spec.source")),
+        (
+            "two",
+            json!({"latest": true, "manifest": manifest}),
+            Some("spec.source"),
+        ),
+        (
+            "not-a-manifest",
+            json!({"manifest": "s3://copies/20261202T080000Z-1a2b3c.snap"}),
+            Some("spec.source.manifest"),
+        ),
+        (
+            "manifest-and-folder",
+            json!({"manifest": manifest, "fromCluster": "old"}),
+            Some("spec.source"),
+        ),
+    ];
+    for (name, source, field) in cases {
+        let spec = json!({"cluster": "dev", "source": source});
+        let typed: lifecycle_types::restore::OpenBaoRestoreSpec =
+            serde_json::from_value(spec.clone()).unwrap();
+        let errors = lifecycle_types::validation::validate_restore_spec(&typed);
+        let object: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "openbao.org/v1alpha1", "kind": "OpenBaoRestore",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .unwrap();
+        let created = restores.create(&PostParams::default(), &object).await;
+        match field {
+            None => {
+                assert!(errors.is_empty(), "{name}: the code refuses it: {errors:?}");
+                created.unwrap_or_else(|e| panic!("{name}: the API server refuses it: {e}"));
+            }
+            Some(field) => {
+                assert!(
+                    errors.iter().any(|e| e.field == field),
+                    "{name}: the code does not name {field}: {errors:?}"
+                );
+                let text = created.expect_err(name).to_string();
+                assert!(
+                    text.contains(field),
+                    "{name}: the API server does not name {field}: {text}"
+                );
+            }
+        }
+    }
 }
 
 /// The collision rule computes the bootstrap pod's environment variable

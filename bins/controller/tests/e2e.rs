@@ -16,7 +16,7 @@ use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
 use lifecycle_types::OpenBaoRestore;
 use lifecycle_types::backup::{DrillResult, OperationKind};
-use lifecycle_types::conditions::types;
+use lifecycle_types::conditions::{restore_types, types};
 use lifecycle_types::events::reasons;
 use lifecycle_types::restore::{OpenBaoRestoreStatus, RestorePhase};
 use lifecycle_types::{OpenBaoCluster, names};
@@ -1219,7 +1219,7 @@ async fn request_restore(client: &kube::Client, name: &str, source: serde_json::
 /// Waits until the restore `name` has finished; returns its status.
 async fn restore_finished(client: &kube::Client, name: &str) -> OpenBaoRestoreStatus {
     let restores: Api<OpenBaoRestore> = Api::namespaced(client.clone(), NS);
-    poll_until_ok(
+    let status = poll_until_ok(
         Duration::from_secs(240),
         &format!("restore {name}"),
         || async {
@@ -1228,7 +1228,23 @@ async fn restore_finished(client: &kube::Client, name: &str) -> OpenBaoRestoreSt
         },
     )
     .await
-    .unwrap()
+    .unwrap();
+    // The conditions tell the same story as the phase (`kubectl wait`).
+    let holds = |type_: &str| {
+        lifecycle_types::conditions::find(&status.conditions, type_)
+            .map(|c| c.status == lifecycle_types::conditions::ConditionStatus::True)
+    };
+    let completed = status.phase == RestorePhase::Completed;
+    assert_eq!(
+        (
+            holds(restore_types::COMPLETE),
+            holds(restore_types::FAILED),
+            holds(restore_types::RUNNING)
+        ),
+        (Some(completed), Some(!completed), Some(false)),
+        "{status:?}"
+    );
+    status
 }
 
 /// Reads `app/<key>`'s value; `None` when it does not exist.
@@ -1269,9 +1285,16 @@ async fn write_app(
 async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
     let (plane, client, agent, s3) = with_object_storage().await;
     let running = start_controller(&plane, &agent).await;
-    // Requested backups only (a slot once a year).
-    let spec = |trigger: &str| backed_up(&s3.endpoint, "0 0 1 1 *", trigger);
-    apply_cluster(&client, NS, "rs", spec("first")).await;
+    // Requested backups only (a slot once a year). The cluster starts on
+    // 2.6.2; the version changes to 2.7.2 while a restore runs.
+    let at_version = |version: &str, trigger: &str| {
+        let mut spec = backed_up(&s3.endpoint, "0 0 1 1 *", trigger);
+        spec["version"] = json!(version);
+        spec
+    };
+    let old = |trigger: &str| at_version("2.6.2", trigger);
+    let spec = |trigger: &str| at_version("2.7.2", trigger);
+    apply_cluster(&client, NS, "rs", old("first")).await;
     converged(&client, "rs", 3, Duration::from_secs(240)).await;
     let admin = root_client(&client, &agent, "rs").await;
     admin
@@ -1282,7 +1305,7 @@ async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
     write_app(&admin, 0..1000, original).await;
 
     // The backup to restore.
-    apply_cluster(&client, NS, "rs", spec("before-changes")).await;
+    apply_cluster(&client, NS, "rs", old("before-changes")).await;
     let backup = poll_until_ok(Duration::from_secs(120), "the backup", || async {
         let status = get(&client, "rs").await.status.unwrap_or_default();
         let b = status.backup.unwrap_or_default();
@@ -1349,7 +1372,7 @@ async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
     )
     .await
     .unwrap();
-    apply_cluster(&client, NS, "rs", spec("during-restore")).await;
+    apply_cluster(&client, NS, "rs", old("during-restore")).await;
     let good = restore_finished(&client, "good").await;
     assert_eq!(good.phase, RestorePhase::Completed, "{good:?}");
     assert_eq!(good.backup.as_deref(), Some(backup.name.as_str()));
@@ -1475,11 +1498,9 @@ async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
     .await
     .unwrap();
     drop(running);
-    // A configuration change meanwhile waits: no pod restarts before the
+    // A version change meanwhile waits: no pod restarts before the
     // restore ends.
-    let mut changed = spec("during-restore");
-    changed["configuration"]["logLevel"] = json!("debug");
-    apply_cluster(&client, NS, "rs", changed).await;
+    apply_cluster(&client, NS, "rs", spec("during-restore")).await;
     let running = start_controller(&plane, &agent).await;
     let interrupted = restore_finished(&client, "interrupted").await;
     assert_eq!(interrupted.phase, RestorePhase::Completed);
@@ -1502,6 +1523,12 @@ async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
         .await
         .unwrap()
     {
+        let image = pod.spec.as_ref().unwrap().containers[0].image.clone();
+        assert!(
+            image.as_deref().is_some_and(|i| i.ends_with(":2.7.2")),
+            "{} runs {image:?}",
+            pod.name_any()
+        );
         let created = pod.metadata.creation_timestamp.clone().unwrap().0;
         assert!(
             created.as_second() >= ended.as_second(),
@@ -1544,6 +1571,83 @@ async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
             .status
             .and_then(|s| s.operation)
             .is_none())
+    })
+    .await
+    .unwrap();
+    converged(&client, "rs", 3, Duration::from_secs(120)).await;
+
+    // A backup without the controller's own JWT role (as if it predated
+    // the operator): after restoring it, the cluster says what is missing
+    // and how to fix it, and the fix it names works.
+    let role_path = "auth/jwt/role/openbao-operator";
+    let role = admin.read(role_path).await.unwrap().unwrap()["data"].clone();
+    admin.delete(role_path).await.unwrap();
+    apply_cluster(&client, NS, "rs", spec("without-role")).await;
+    let roleless = poll_until_ok(Duration::from_secs(120), "the roleless backup", || async {
+        let b = get(&client, "rs")
+            .await
+            .status
+            .and_then(|s| s.backup)
+            .unwrap_or_default();
+        Ok(b.last_successful
+            .filter(|l| l.job == backup_job_name("rs", "without-role")))
+    })
+    .await
+    .unwrap();
+    let keep = [
+        "role_type",
+        "user_claim",
+        "bound_subject",
+        "bound_audiences",
+        "token_policies",
+        "token_ttl",
+        "token_max_ttl",
+    ];
+    let rewritten: serde_json::Map<String, serde_json::Value> = keep
+        .iter()
+        .map(|k| (k.to_string(), role[*k].clone()))
+        .collect();
+    admin.write(role_path, &json!(rewritten)).await.unwrap();
+    request_restore(&client, "predates", json!({"backup": roleless.name})).await;
+    let predates = restore_finished(&client, "predates").await;
+    assert_eq!(predates.phase, RestorePhase::Completed, "{predates:?}");
+    let missing = poll_until_ok(
+        Duration::from_secs(90),
+        "the missing identity in status",
+        || async {
+            let c = get(&client, "rs").await;
+            Ok(c.status.as_ref().and_then(|s| {
+                lifecycle_types::conditions::find(&s.conditions, types::DEGRADED)
+                    .filter(|d| d.reason == "OperatorIdentityMissing")
+                    .cloned()
+            }))
+        },
+    )
+    .await
+    .unwrap();
+    eprintln!("after restoring a roleless backup: {}", missing.message);
+    assert!(missing.message.contains(role_path), "{}", missing.message);
+    // The fix, as the message names it: `bao write <path> key=value ...`.
+    let command = missing
+        .message
+        .split('`')
+        .find(|part| part.starts_with(&format!("bao write {role_path} ")))
+        .unwrap_or_else(|| panic!("no bao write in {}", missing.message));
+    let fix: serde_json::Map<String, serde_json::Value> = command
+        .split_whitespace()
+        .skip(3)
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap();
+            (key.to_owned(), json!(value))
+        })
+        .collect();
+    admin.write(role_path, &json!(fix)).await.unwrap();
+    poll_until(Duration::from_secs(90), "the identity back", || async {
+        let c = get(&client, "rs").await;
+        Ok(c.status.as_ref().is_some_and(|s| {
+            lifecycle_types::conditions::find(&s.conditions, types::DEGRADED)
+                .is_some_and(|d| d.reason != "OperatorIdentityMissing")
+        }))
     })
     .await
     .unwrap();

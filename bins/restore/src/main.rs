@@ -9,6 +9,7 @@ use futures_util::TryStreamExt;
 use job_runtime::connection::parse_duration;
 use job_runtime::{ExitCode, JobError, OpenBaoArgs};
 use lifecycle_types::identities::{CANARY_FIELD, CANARY_PATH};
+use lifecycle_types::restore::manifest_url_parts;
 use object_store::path::Path;
 use object_store::{GetOptions, ObjectStoreExt};
 use openbao_client::HealthState;
@@ -58,8 +59,15 @@ struct Args {
     #[command(flatten)]
     openbao: OpenBaoArgs,
     /// Where backups are: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///dir.
-    #[arg(long, env = "RESTORE_SOURCE")]
-    destination: String,
+    #[arg(long, env = "RESTORE_SOURCE", required_unless_present = "manifest")]
+    destination: Option<String>,
+    /// One backup's manifest by URL (`<storage URL>/<UTC timestamp>-<id>.json`), wherever it was copied; its snapshot lies next to it.
+    #[arg(
+        long,
+        env = "RESTORE_MANIFEST",
+        conflicts_with_all = ["backup", "latest", "from_namespace", "from_cluster"]
+    )]
+    manifest: Option<String>,
     /// Namespace of the OpenBaoCluster being restored.
     #[arg(long, env = "RESTORE_NAMESPACE")]
     namespace: String,
@@ -71,7 +79,7 @@ struct Args {
         long,
         env = "RESTORE_BACKUP",
         conflicts_with = "latest",
-        required_unless_present = "latest"
+        required_unless_present_any = ["latest", "manifest"]
     )]
     backup: Option<String>,
     /// Restore the newest backup that has a manifest.
@@ -138,8 +146,28 @@ fn storage(error: StoreError) -> JobError {
 }
 
 async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value, JobError> {
+    // A manifest URL names the folder to open and the backup in it.
+    let named = match &args.manifest {
+        Some(url) => Some(manifest_url_parts(url).ok_or_else(|| {
+            JobError::new(
+                ExitCode::Config,
+                format!("--manifest {url:?} is not a backup manifest's URL; give <storage URL>/<UTC timestamp>-<id>.json"),
+            )
+        })?),
+        None => None,
+    };
+    let location = match (named, &args.destination) {
+        (Some((folder, _)), _) => folder,
+        (None, Some(destination)) => destination.as_str(),
+        (None, None) => {
+            return Err(JobError::new(
+                ExitCode::Config,
+                "give --destination (RESTORE_SOURCE) or --manifest (RESTORE_MANIFEST)",
+            ));
+        }
+    };
     let source = Destination::open(
-        &args.destination,
+        location,
         &DestinationOptions {
             s3_endpoint: args.s3_endpoint.clone(),
             gcs_endpoint: args.gcs_endpoint.clone(),
@@ -157,10 +185,13 @@ async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value,
             "--from-namespace/--from-cluster name another cluster's backups; add --allow-other-cluster to restore them here",
         ));
     }
-    let folder = cluster_folder(&source.prefix, from_namespace, from_cluster);
+    let folder = match named {
+        Some(_) => source.prefix.clone(),
+        None => cluster_folder(&source.prefix, from_namespace, from_cluster),
+    };
 
     // 1. The manifest: without one there is no backup.
-    let name = match (&args.backup, args.latest) {
+    let name = match (named.map(|(_, name)| name).or(args.backup.as_deref()), args.latest) {
         (Some(name), _) => BackupName::parse(&format!("{name}.json"))
             .map(|(n, _)| n)
             .ok_or_else(|| JobError::new(ExitCode::Config, format!("--backup {name:?} is not <UTC timestamp>-<id>, e.g. 20261125T210000Z-1a2b3c4d5e6f")))?,

@@ -371,6 +371,43 @@ async fn every_destination_kind_backs_up_and_restores() {
             && local_files.iter().any(|f| f.ends_with(".json")),
         "{local_files:?}"
     );
+
+    // A backup copied to a folder of another shape restores from its
+    // manifest's URL; the snapshot is found next to it.
+    let copies = tempfile::tempdir().unwrap();
+    let moved = copies.path().join("archive/2026");
+    std::fs::create_dir_all(&moved).unwrap();
+    for file in &local_files {
+        let path = Path::new(file);
+        std::fs::copy(path, moved.join(path.file_name().unwrap())).unwrap();
+    }
+    let manifest = walk(&moved)
+        .into_iter()
+        .find(|f| f.ends_with(".json"))
+        .unwrap();
+    // Only the copy is left to restore from.
+    for file in &local_files {
+        std::fs::remove_file(file).unwrap();
+    }
+    write_secrets(&client, 0..50, "after-copy").await;
+    let run = restore(
+        &token_env(&bao, &mounts, &restore_token),
+        &[("manifest", &format!("file://{manifest}"))],
+    )
+    .await;
+    let result = assert_exit(&run, 0, "Succeeded");
+    assert!(
+        manifest.ends_with(result["details"]["manifest"].as_str().unwrap()),
+        "{result}"
+    );
+    wait_value(&client, 7, Some("local-7")).await;
+    // The manifest and the backup it names are one choice: not both.
+    let run = restore(
+        &token_env(&bao, &mounts, &restore_token),
+        &[("manifest", &format!("file://{manifest}")), ("latest", "")],
+    )
+    .await;
+    assert_exit(&run, 2, "InvalidConfiguration");
 }
 
 fn walk(dir: &Path) -> Vec<String> {

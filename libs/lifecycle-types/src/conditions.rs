@@ -54,6 +54,15 @@ pub mod types {
     pub const BACKUP_VERIFIED: &str = "BackupVerified";
 }
 
+/// Condition types of `OpenBaoRestore`, shaped like a Job's so that
+/// `kubectl wait --for=condition=Complete` works.
+pub mod restore_types {
+    /// The restore Job holds the cluster (Validating or Running).
+    pub const RUNNING: &str = "Running";
+    pub const COMPLETE: &str = "Complete";
+    pub const FAILED: &str = "Failed";
+}
+
 /// Well-known reasons. Reasons are stable API: tools match on them.
 pub mod reasons {
     // Any condition.
@@ -129,6 +138,9 @@ pub mod reasons {
     pub const QUORUM_AT_RISK: &str = "QuorumAtRisk";
     pub const GATEWAY_API_MISSING: &str = "GatewayAPIMissing";
     pub const MISSING_CAPABILITY: &str = "MissingCapability";
+    /// The controller's own JWT role, auth method or policy is missing in
+    /// the cluster's data (a restore of a backup that predates them).
+    pub const OPERATOR_IDENTITY_MISSING: &str = "OperatorIdentityMissing";
     pub const AS_EXPECTED: &str = "AsExpected";
     /// A running pod answers but has not become active or standby within
     /// the bound: OpenBao refused part of its configuration or cannot

@@ -8,10 +8,39 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::{BackupCredentials, BackupDestination};
-use crate::conditions::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::conditions::{Condition, restore_types, upsert};
 
 /// A backup's name: `<UTC timestamp>-<id>`, as `status.backup` records it.
 pub const BACKUP_NAME_PATTERN: &str = r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9]+$";
+
+/// A backup manifest's URL: a storage URL whose last segment is
+/// `<backup name>.json`.
+pub const MANIFEST_URL_PATTERN: &str =
+    r"^(s3|gs|az|file)://[^\s]+/[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9]+\.json$";
+
+/// Splits a manifest URL into the folder URL it lies in and the backup's
+/// name; `None` unless it matches [`MANIFEST_URL_PATTERN`].
+pub fn manifest_url_parts(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (folder, file) = url.rsplit_once('/')?;
+    let name = file.strip_suffix(".json")?;
+    let (stamp, id) = name.split_once('-')?;
+    let stamp_ok = stamp.len() == 16
+        && stamp.bytes().enumerate().all(|(i, b)| match i {
+            8 => b == b'T',
+            15 => b == b'Z',
+            _ => b.is_ascii_digit(),
+        });
+    let ok = ["s3", "gs", "az", "file"].contains(&scheme)
+        && rest.contains('/')
+        && !url.chars().any(char::is_whitespace)
+        && stamp_ok
+        && !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_alphanumeric());
+    ok.then_some((folder, name))
+}
 
 /// Restores a backup into an existing OpenBaoCluster, replacing all of its
 /// data, policies and tokens with the backup's.
@@ -82,8 +111,11 @@ fn default_deadline_seconds() -> i64 {
 
 /// Where the backup comes from.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[x_kube(validation = Rule::new("has(self.backup) != (has(self.latest) && self.latest)").message(
-    "spec.source takes exactly one of backup (a name from status.backup) and latest: true"
+#[x_kube(validation = Rule::new("[has(self.backup), has(self.latest) && self.latest, has(self.manifest)].filter(x, x).size() == 1").message(
+    "spec.source takes exactly one of backup (a name from status.backup), latest: true and manifest (a manifest's URL)"
+))]
+#[x_kube(validation = Rule::new("!has(self.manifest) || (!has(self.fromNamespace) && !has(self.fromCluster))").message(
+    "spec.source.manifest names the backup itself: remove fromNamespace and fromCluster"
 ))]
 #[serde(rename_all = "camelCase")]
 pub struct RestoreSource {
@@ -94,6 +126,13 @@ pub struct RestoreSource {
     /// The newest backup that has a manifest.
     #[serde(default)]
     pub latest: bool,
+    /// One backup's manifest by URL (`s3://bucket/any/path/<name>.json`),
+    /// e.g. a backup copied to another bucket; its snapshot lies next to
+    /// it. Endpoint, region and emulator come from `destination` (or the
+    /// cluster's `spec.backup.destination`); their `url` is not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = MANIFEST_URL_PATTERN), length(max = 1024))]
+    pub manifest: Option<String>,
     /// Where the backups are; defaults to the cluster's `spec.backup.destination`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<BackupDestination>,
@@ -170,6 +209,61 @@ pub struct OpenBaoRestoreStatus {
     pub conditions: Vec<Condition>,
 }
 
+impl RestorePhase {
+    /// The phase's name, which is also the reason of the conditions it sets.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::Validating => "Validating",
+            Self::Running => "Running",
+            Self::Completed => "Completed",
+            Self::Failed => "Failed",
+        }
+    }
+}
+
+impl OpenBaoRestoreStatus {
+    /// Sets `Running`, `Complete` and `Failed` from the phase, reason and
+    /// message. A condition whose status did not change keeps its
+    /// transition time, so an unchanged restore compares equal.
+    pub fn set_conditions(&mut self, generation: Option<i64>, now: Time) {
+        use crate::conditions::ConditionStatus::{False, True};
+        let phase = self.phase;
+        let message = self.message.clone().unwrap_or_default();
+        let holds = |yes: bool| if yes { True } else { False };
+        let failed_reason = match (phase, &self.reason) {
+            (RestorePhase::Failed, Some(reason)) => reason.as_str(),
+            _ => phase.name(),
+        };
+        for (type_, status, reason) in [
+            (
+                restore_types::RUNNING,
+                holds(matches!(
+                    phase,
+                    RestorePhase::Validating | RestorePhase::Running
+                )),
+                phase.name(),
+            ),
+            (
+                restore_types::COMPLETE,
+                holds(phase == RestorePhase::Completed),
+                phase.name(),
+            ),
+            (
+                restore_types::FAILED,
+                holds(phase == RestorePhase::Failed),
+                failed_reason,
+            ),
+        ] {
+            upsert(
+                &mut self.conditions,
+                Condition::new(type_, status, reason, message.clone(), generation),
+                now.clone(),
+            );
+        }
+    }
+}
+
 /// `spec.restoreFrom`: the backup a new cluster starts from.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -227,6 +321,7 @@ pub fn restore_from_request(cluster: &crate::OpenBaoCluster) -> Option<OpenBaoRe
             source: RestoreSource {
                 backup: from.backup.clone(),
                 latest: from.backup.is_none(),
+                manifest: None,
                 destination: from.destination.clone(),
                 credentials: from.credentials.clone(),
                 from_namespace: from.namespace.clone(),
@@ -268,4 +363,31 @@ pub fn restore_from_pending(cluster: &crate::OpenBaoCluster) -> bool {
             .as_ref()
             .and_then(|s| s.restored_from.as_ref())
             .is_some_and(|r| r.phase == RestorePhase::Completed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manifest_url_splits_into_its_folder_and_backup_name() {
+        assert_eq!(
+            manifest_url_parts("s3://copies/2026/team-a/rs/20261202T090000Z-1a2b3c.json"),
+            Some(("s3://copies/2026/team-a/rs", "20261202T090000Z-1a2b3c"))
+        );
+        assert_eq!(
+            manifest_url_parts("file:///backups/20261202T090000Z-x.json"),
+            Some(("file:///backups", "20261202T090000Z-x"))
+        );
+        for bad in [
+            "s3://copies/20261202T090000Z-1a2b3c.snap",
+            "s3://copies/2026120T090000Z-1a2b3c.json",
+            "s3://copies/20261202T090000Z-.json",
+            "http://copies/20261202T090000Z-1a2b3c.json",
+            "s3://copies/a b/20261202T090000Z-1a2b3c.json",
+            "20261202T090000Z-1a2b3c.json",
+        ] {
+            assert_eq!(manifest_url_parts(bad), None, "{bad}");
+        }
+    }
 }

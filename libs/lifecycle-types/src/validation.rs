@@ -557,6 +557,43 @@ pub fn validate_spec(spec: &OpenBaoClusterSpec) -> Vec<FieldError> {
     errors
 }
 
+/// Checks an `OpenBaoRestore`'s spec: the code twin of its CEL rules.
+pub fn validate_restore_spec(spec: &crate::restore::OpenBaoRestoreSpec) -> Vec<FieldError> {
+    let source = &spec.source;
+    let mut errors = Vec::new();
+    let chosen = [
+        source.backup.is_some(),
+        source.latest,
+        source.manifest.is_some(),
+    ]
+    .iter()
+    .filter(|chosen| **chosen)
+    .count();
+    if chosen != 1 {
+        errors.push(FieldError {
+            field: "spec.source".into(),
+            message: "takes exactly one of backup (a name from status.backup), latest: true and manifest (a manifest's URL)".into(),
+        });
+    }
+    if let Some(manifest) = &source.manifest {
+        if crate::restore::manifest_url_parts(manifest).is_none() {
+            errors.push(FieldError {
+                field: "spec.source.manifest".into(),
+                message: format!(
+                    "{manifest:?} is not a backup manifest's URL; give s3://, gs://, az:// or file:// and a path ending in <UTC timestamp>-<id>.json"
+                ),
+            });
+        }
+        if source.from_namespace.is_some() || source.from_cluster.is_some() {
+            errors.push(FieldError {
+                field: "spec.source".into(),
+                message: "spec.source.manifest names the backup itself: remove fromNamespace and fromCluster".into(),
+            });
+        }
+    }
+    errors
+}
+
 /// Checks a change to a stored spec (the CRD's transition rules).
 pub fn validate_update(old: &OpenBaoClusterSpec, new: &OpenBaoClusterSpec) -> Vec<FieldError> {
     let mut errors = validate_spec(new);

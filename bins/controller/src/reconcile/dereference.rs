@@ -11,6 +11,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use lifecycle_types::cluster::TlsMode;
+use lifecycle_types::conditions::reasons;
 use lifecycle_types::{OpenBaoCluster, labels, names};
 use openbao_client::{Error as BaoError, HealthState};
 
@@ -300,13 +301,18 @@ async fn read_raft(connection: &ClusterConnection, view: &mut OpenBaoView) {
     else {
         return;
     };
-    let result = async {
-        let client = connection.logged_in(&active).await?;
-        let membership = client.membership().await?;
-        let autopilot = client.autopilot_configuration().await?;
-        Ok::<_, BaoError>((membership, autopilot))
-    }
-    .await;
+    let (client, result) = match connection.logged_in(&active).await {
+        Ok(client) => {
+            let read = async {
+                let membership = client.membership().await?;
+                let autopilot = client.autopilot_configuration().await?;
+                Ok::<_, BaoError>((membership, autopilot))
+            }
+            .await;
+            (Some(client), read)
+        }
+        Err(error) => (None, Err(error)),
+    };
     match result {
         Ok((membership, autopilot)) => {
             view.membership = Some(membership);
@@ -316,9 +322,16 @@ async fn read_raft(connection: &ClusterConnection, view: &mut OpenBaoView) {
             if matches!(error, BaoError::PermissionDenied { .. }) {
                 connection.forget_login();
             }
+            if let Some(missing) = connection.identity_missing(client.as_ref(), &error).await {
+                view.membership_error = Some((reasons::OPERATOR_IDENTITY_MISSING, missing));
+                return;
+            }
             let audience = connection.audience();
-            view.membership_error = Some(format!(
-                "the controller cannot read Raft state on {active} with its JWT role: {error}. Check that auth/jwt/role/openbao-operator exists with policy openbao-operator (created at bootstrap), is bound to audience {audience} and that the controller may create tokens for its own ServiceAccount (serviceaccounts/token)"
+            view.membership_error = Some((
+                reasons::MISSING_CAPABILITY,
+                format!(
+                    "the controller cannot read Raft state on {active} with its JWT role: {error}. Check that auth/jwt/role/openbao-operator exists with policy openbao-operator (created at bootstrap), is bound to audience {audience} and that the controller may create tokens for its own ServiceAccount (serviceaccounts/token)"
+                ),
             ));
         }
     }

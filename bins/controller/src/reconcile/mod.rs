@@ -333,8 +333,15 @@ async fn reconcile_inner(
     let backups_may_start = may_start && !lifecycle_types::restore::restore_from_pending(cluster);
     let (mut backup, wake) =
         backup::step(cluster, ctx, state, &snapshot, &material, backups_may_start).await?;
-    (backup.operation, backup.restored_from) =
-        restore::step(cluster, ctx, &snapshot, backup.operation.take(), may_start).await?;
+    (backup.operation, backup.restored_from) = restore::step(
+        cluster,
+        ctx,
+        &snapshot,
+        connection.as_deref(),
+        backup.operation.take(),
+        may_start,
+    )
+    .await?;
     if backup
         .operation
         .as_ref()

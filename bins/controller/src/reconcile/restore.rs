@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
@@ -19,6 +20,7 @@ use lifecycle_types::identities::controller_audience;
 use lifecycle_types::restore::{
     OpenBaoRestoreStatus, RestorePhase, RestoredFrom, restore_from_request,
 };
+use lifecycle_types::validation::validate_restore_spec;
 use lifecycle_types::{OpenBaoCluster, OpenBaoRestore, names};
 
 use super::backup::{Event, JobOutcome};
@@ -26,6 +28,7 @@ use super::snapshot::Snapshot;
 use super::{ReconcileError, event};
 use crate::apply::FIELD_MANAGER;
 use crate::context::Context;
+use crate::openbao::ClusterConnection;
 use crate::render::restore::{job, job_name, service_account, source};
 
 /// `status.operation.cause` of a restore: `restore:<name>`.
@@ -64,11 +67,13 @@ pub fn decide(
         ..Decision::default()
     };
     let find = |name: &str| restores.iter().find(|r| r.name_any() == name);
-    let update = |decision: &mut Decision, restore: &OpenBaoRestore, new: OpenBaoRestoreStatus| {
-        if restore.status.as_ref() != Some(&new) {
-            decision.updates.push((restore.name_any(), new));
-        }
-    };
+    let update =
+        |decision: &mut Decision, restore: &OpenBaoRestore, mut new: OpenBaoRestoreStatus| {
+            new.set_conditions(restore.metadata.generation, Time(now));
+            if restore.status.as_ref() != Some(&new) {
+                decision.updates.push((restore.name_any(), new));
+            }
+        };
 
     // The restore that holds the cluster.
     let held = decision
@@ -213,6 +218,9 @@ pub fn decide(
 /// backup itself. Each message names the field and the fix.
 fn validate(cluster: &OpenBaoCluster, restore: &OpenBaoRestore) -> Result<(), String> {
     let spec = &restore.spec;
+    if let Some(error) = validate_restore_spec(spec).first() {
+        return Err(error.to_string());
+    }
     if source(cluster, restore).is_none() {
         return Err(
             "spec.source.destination: not set, and the cluster has no spec.backup; name where the backups are"
@@ -250,6 +258,7 @@ pub async fn step(
     cluster: &OpenBaoCluster,
     ctx: &Context,
     snapshot: &Snapshot,
+    connection: Option<&ClusterConnection>,
     operation: Option<OperationLock>,
     may_start: bool,
 ) -> Result<(Option<OperationLock>, Option<RestoredFrom>), ReconcileError> {
@@ -263,6 +272,14 @@ pub async fn step(
     let mut restores = snapshot.restores.clone();
     restores.extend(from.clone());
     let decision = decide(cluster, &restores, operation, job_outcome, now, may_start);
+    // The restored data has its own tokens, roles and policies: the next
+    // reconcile logs in again, which shows whether the controller's own
+    // identity survived (the backup may predate it).
+    if decision.details.is_some()
+        && let Some(connection) = connection
+    {
+        connection.forget_login();
+    }
     // The identity of a restore that ended goes first: the next restore,
     // started in the same pass, gets an account of its own.
     if decision.ended {
@@ -384,7 +401,7 @@ async fn patch_restore_status(
 mod tests {
     use super::*;
     use crate::render::fixtures;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use lifecycle_types::conditions::{ConditionStatus, find, restore_types};
     use serde_json::json;
 
     fn at(text: &str) -> Timestamp {
@@ -443,6 +460,12 @@ mod tests {
         };
         assert_eq!(phase("first"), Some(RestorePhase::Validating));
         assert_eq!(phase("second"), Some(RestorePhase::Pending));
+        let running = |name: &str| {
+            let (_, status) = d.updates.iter().find(|(n, _)| n == name).unwrap();
+            find(&status.conditions, restore_types::RUNNING).map(|c| c.status)
+        };
+        assert_eq!(running("first"), Some(ConditionStatus::True));
+        assert_eq!(running("second"), Some(ConditionStatus::False));
         // Nothing starts while a backup holds the cluster or it is not serving.
         let backup = OperationLock {
             kind: OperationKind::Backup,
@@ -488,6 +511,17 @@ mod tests {
         assert_eq!(status.phase, RestorePhase::Completed);
         assert_eq!(status.restored_raft_index, Some(420));
         assert_eq!(status.backup.as_deref(), Some("20261202T085000Z-abc"));
+        let holds = |status: &OpenBaoRestoreStatus, type_: &str| {
+            find(&status.conditions, type_).map(|c| (c.status, c.reason.clone()))
+        };
+        assert_eq!(
+            holds(status, restore_types::COMPLETE),
+            Some((ConditionStatus::True, "Completed".into()))
+        );
+        assert_eq!(
+            holds(status, restore_types::RUNNING).map(|c| c.0),
+            Some(ConditionStatus::False)
+        );
         let failed = JobOutcome::Failed {
             exit_code: Some(7),
             reason: "VerificationFailed".into(),
@@ -511,6 +545,14 @@ mod tests {
                 .contains("spec.allowOtherCluster")
         );
         assert!(d.events[0].0, "a failed restore is a Warning");
+        assert_eq!(
+            holds(status, restore_types::FAILED),
+            Some((ConditionStatus::True, "VerificationFailed".into()))
+        );
+        assert_eq!(
+            find(&status.conditions, restore_types::FAILED).map(|c| c.message.clone()),
+            status.message.clone()
+        );
         // A stale cluster read repeats the lock: released, nothing rewritten.
         let mut ended = (*restores[0]).clone();
         ended.status = Some(status.clone());

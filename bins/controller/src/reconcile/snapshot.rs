@@ -75,8 +75,9 @@ pub struct OpenBaoView {
     /// One entry per ordinal up to `max(spec.replicas, StatefulSet replicas)`.
     pub pods: Vec<PodView>,
     pub membership: Option<Membership>,
-    /// Why Raft state could not be read with the controller's login.
-    pub membership_error: Option<String>,
+    /// Why Raft state could not be read with the controller's login: the
+    /// Degraded reason and message.
+    pub membership_error: Option<(&'static str, String)>,
     pub autopilot: Option<AutopilotConfig>,
     /// Running pods that did not answer, and why (for the
     /// unreachable error).

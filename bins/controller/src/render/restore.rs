@@ -11,7 +11,7 @@
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use lifecycle_types::backup::{BackupCredentials, BackupDestination};
-use lifecycle_types::restore::RestoreMode;
+use lifecycle_types::restore::{RestoreMode, manifest_url_parts};
 use lifecycle_types::{OpenBaoCluster, OpenBaoRestore, names};
 use serde_json::json;
 
@@ -31,13 +31,14 @@ pub fn job_name(cluster: &str, restore: &OpenBaoRestore) -> String {
 }
 
 /// Where the backups are: the restore's own source, else the cluster's
-/// backup destination.
+/// backup destination. For a `manifest` URL, the folder it lies in, with
+/// the destination's endpoint settings when the scheme is the same.
 pub fn source(
     cluster: &OpenBaoCluster,
     restore: &OpenBaoRestore,
 ) -> Option<(BackupDestination, Option<BackupCredentials>)> {
     let own = &restore.spec.source;
-    match (&own.destination, &cluster.spec.backup) {
+    let configured = match (&own.destination, &cluster.spec.backup) {
         (Some(destination), _) => Some((destination.clone(), own.credentials.clone())),
         (None, Some(backup)) => Some((
             backup.destination.clone(),
@@ -46,7 +47,29 @@ pub fn source(
                 .or_else(|| backup.credentials.clone()),
         )),
         (None, None) => None,
-    }
+    };
+    let Some((folder, _)) = own.manifest.as_deref().and_then(manifest_url_parts) else {
+        return configured;
+    };
+    let scheme = |url: &str| url.split_once("://").map(|(s, _)| s.to_owned());
+    let (settings, credentials) = match configured {
+        Some((d, c)) if scheme(&d.url) == scheme(folder) => (Some(d), c),
+        Some((_, c)) => (None, c),
+        None => (None, own.credentials.clone()),
+    };
+    let destination = match settings {
+        Some(d) => BackupDestination {
+            url: folder.to_owned(),
+            ..d
+        },
+        None => BackupDestination {
+            url: folder.to_owned(),
+            endpoint: None,
+            region: None,
+            emulator: false,
+        },
+    };
+    Some((destination, credentials))
 }
 
 fn missing_source() -> RenderError {
@@ -87,9 +110,10 @@ pub fn job(
         env_var("LOG_JSON", "true"),
     ];
     env.extend(jobs::storage_env(&destination, "RESTORE_", "SOURCE"));
-    match &spec.source.backup {
-        Some(backup) => env.push(env_var("RESTORE_BACKUP", backup)),
-        None => env.push(env_var("RESTORE_LATEST", "true")),
+    match (&spec.source.backup, &spec.source.manifest) {
+        (Some(backup), _) => env.push(env_var("RESTORE_BACKUP", backup)),
+        (None, Some(manifest)) => env.push(env_var("RESTORE_MANIFEST", manifest)),
+        (None, None) => env.push(env_var("RESTORE_LATEST", "true")),
     }
     for (variable, value) in [
         ("RESTORE_FROM_NAMESPACE", &spec.source.from_namespace),
@@ -205,6 +229,38 @@ mod tests {
                 .unwrap()
                 .starts_with("dev-restore-r")
         );
+    }
+
+    #[test]
+    fn a_manifest_url_is_read_where_it_lies_with_the_clusters_endpoint() {
+        let mut cluster = fixtures::development();
+        cluster.spec.backup = Some(
+            serde_json::from_value(json!({
+                "schedule": "0 * * * *",
+                "destination": {"url": "s3://backups/openbao", "endpoint": "http://127.0.0.1:9000"},
+                "credentials": {"secretRef": "s3-credentials"},
+            }))
+            .unwrap(),
+        );
+        let manifest = "s3://copies/2026/20261202T080000Z-abc.json";
+        let r = restore(json!({"cluster": "dev", "source": {"manifest": manifest}}));
+        let value = serde_json::to_value(job(&cluster, &r, "x").unwrap()).unwrap();
+        let container = &value["spec"]["template"]["spec"]["containers"][0];
+        let var = |name: &str| fixtures::env_value(container, name);
+        assert_eq!(var("RESTORE_MANIFEST").as_deref(), Some(manifest));
+        assert_eq!(var("RESTORE_SOURCE").as_deref(), Some("s3://copies/2026"));
+        assert_eq!(
+            var("RESTORE_S3_ENDPOINT").as_deref(),
+            Some("http://127.0.0.1:9000")
+        );
+        assert_eq!((var("RESTORE_BACKUP"), var("RESTORE_LATEST")), (None, None));
+        // Another kind of storage: none of the cluster's endpoint settings.
+        let r = restore(json!({"cluster": "dev", "source":
+            {"manifest": "gs://copies/20261202T080000Z-abc.json"}}));
+        let value = serde_json::to_value(job(&cluster, &r, "x").unwrap()).unwrap();
+        let container = &value["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(fixtures::env_value(container, "RESTORE_S3_ENDPOINT"), None);
+        assert_eq!(fixtures::env_value(container, "RESTORE_GCS_ENDPOINT"), None);
     }
 
     #[test]
