@@ -1555,6 +1555,36 @@ async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
     })
     .await
     .unwrap();
+    // A scheduled backup falls due while the restore holds the cluster (a
+    // schedule of every minute is due at once): it waits for the lock.
+    let mut every_minute = spec("during-restore");
+    every_minute["backup"]["schedule"] = json!("* * * * *");
+    apply_cluster(&client, NS, "rs", every_minute).await;
+    poll_until(Duration::from_secs(60), "the new schedule seen", || async {
+        let next = get(&client, "rs")
+            .await
+            .status
+            .and_then(|s| s.backup)
+            .and_then(|b| b.next_scheduled)
+            .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok());
+        Ok(next.is_some_and(|t| {
+            t.duration_since(k8s_openapi::jiff::Timestamp::now())
+                .as_secs()
+                <= 60
+        }))
+    })
+    .await
+    .unwrap();
+    let held = get(&client, "rs").await.status.unwrap();
+    assert_eq!(
+        held.operation.map(|l| l.cause).as_deref(),
+        Some("restore:lost")
+    );
+    assert_eq!(
+        held.backup.and_then(|b| b.last_schedule_time),
+        None,
+        "a scheduled backup started under the restore's lock"
+    );
     jobs.delete(&job, &DeleteParams::background())
         .await
         .unwrap();
@@ -1565,7 +1595,31 @@ async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
         "{lost:?}"
     );
     drop(silent);
-    poll_until(Duration::from_secs(30), "the lock released", || async {
+    // Once the lock is released, the scheduled backup runs.
+    let scheduled = poll_until_ok(Duration::from_secs(60), "the scheduled backup", || async {
+        let lock = get(&client, "rs").await.status.and_then(|s| s.operation);
+        Ok(lock
+            .filter(|l| l.cause.starts_with("schedule:"))
+            .map(|l| l.job))
+    })
+    .await
+    .unwrap();
+    apply_cluster(&client, NS, "rs", spec("during-restore")).await;
+    let started = jobs
+        .get(&scheduled)
+        .await
+        .unwrap()
+        .metadata
+        .creation_timestamp
+        .unwrap()
+        .0;
+    let released: k8s_openapi::jiff::Timestamp =
+        lost.completed_at.as_deref().unwrap().parse().unwrap();
+    assert!(
+        started.as_second() >= released.as_second(),
+        "the scheduled backup Job was created at {started}, before the restore ended at {released}"
+    );
+    poll_until(Duration::from_secs(120), "the lock released", || async {
         Ok(get(&client, "rs")
             .await
             .status

@@ -163,7 +163,7 @@ pub fn decide(
     let cluster_name = cluster.name_any();
     for (index, restore) in waiting.into_iter().enumerate() {
         let mut status = restore.status.clone().unwrap_or_default();
-        if index == 0 && decision.operation.is_none() && may_start && decision.start.is_none() {
+        if index == 0 && decision.operation.is_none() && may_start {
             match validate(cluster, restore) {
                 Ok(()) => {
                     let job = job_name(&cluster_name, restore);
