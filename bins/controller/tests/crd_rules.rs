@@ -385,6 +385,72 @@ async fn cel_rules_and_code_agree_on_every_rule() {
         .await
         .unwrap();
 
+    // The version policy is a transition rule: the API server compares the
+    // stored spec with the new one, the code the same pair; both refuse
+    // with the same message.
+    let moves = [
+        ("2.6.2", json!({"version": "2.7.2"}), None),
+        (
+            "2.7.2",
+            json!({"version": "2.6.2"}),
+            Some(lifecycle_types::cluster::VERSION_LOWER_MESSAGE),
+        ),
+        (
+            "2.5.0",
+            json!({"version": "2.7.2"}),
+            Some(lifecycle_types::cluster::VERSION_SKIP_MESSAGE),
+        ),
+        (
+            "2.5.0",
+            json!({"version": "2.7.2", "upgrade": {"allowSkippingVersions": true}}),
+            None,
+        ),
+        (
+            "2.7.2",
+            json!({"version": "3.0.0"}),
+            Some(lifecycle_types::cluster::VERSION_SKIP_MESSAGE),
+        ),
+    ];
+    for (i, (from, to, refusal)) in moves.iter().enumerate() {
+        let name = format!("version-{i}");
+        let old = json!({"version": from});
+        clusters
+            .create(&PostParams::default(), &object(&name, &old))
+            .await
+            .unwrap();
+        let typed =
+            |spec: &Value| -> OpenBaoClusterSpec { serde_json::from_value(spec.clone()).unwrap() };
+        let code: Vec<String> =
+            lifecycle_types::validation::validate_update(&typed(&old), &typed(to))
+                .into_iter()
+                .map(|e| e.message)
+                .collect();
+        let api = clusters
+            .patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"spec": to})),
+            )
+            .await;
+        match refusal {
+            None => {
+                assert!(
+                    code.is_empty(),
+                    "{from} -> {to}: the code refuses it: {code:?}"
+                );
+                api.unwrap_or_else(|e| panic!("{from} -> {to}: the API server refuses it: {e}"));
+            }
+            Some(message) => {
+                assert_eq!(code, [*message], "{from} -> {to}");
+                let text = api.expect_err(&name).to_string();
+                assert!(
+                    text.contains("spec.version") && text.contains(message),
+                    "{from} -> {to}: the API server says: {text}"
+                );
+            }
+        }
+    }
+
     // OpenBaoRestore: its CEL rules and validate_restore_spec.
     let gvk =
         kube::api::GroupVersionKind::gvk(lifecycle_types::API_GROUP, "v1alpha1", "OpenBaoRestore");

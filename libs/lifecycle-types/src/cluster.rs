@@ -101,6 +101,27 @@ fn self_init_env_collision_rule() -> String {
 // A CEL rule rather than a schema `pattern`: a pattern failure only
 // echoes the regular expression, a rule says what to write instead. CEL's
 // raw strings (`r'...'`) take the pattern as it is.
+/// A version change never goes down: a newer node's data breaks an older one.
+const VERSION_NOT_LOWER_RULE: &str = "!isSemver(self.version) || !isSemver(oldSelf.version) || semver(self.version).compareTo(semver(oldSelf.version)) >= 0";
+/// Refusal of a downgrade, the same in CEL and in code.
+pub const VERSION_LOWER_MESSAGE: &str = "spec.version cannot be lowered: a newer OpenBao's data breaks an older one; set it back to the running version or a later one (to go back, restore an older backup into a new cluster)";
+
+/// A version change moves at most one minor version within a major
+/// version, unless acknowledged.
+const VERSION_ONE_MINOR_RULE: &str = "!isSemver(self.version) || !isSemver(oldSelf.version) || semver(self.version).compareTo(semver(oldSelf.version)) <= 0 || (semver(self.version).major() == semver(oldSelf.version).major() && semver(self.version).minor() <= semver(oldSelf.version).minor() + 1) || (has(self.upgrade) && has(self.upgrade.allowSkippingVersions) && self.upgrade.allowSkippingVersions)";
+/// Refusal of a skip, the same in CEL and in code.
+pub const VERSION_SKIP_MESSAGE: &str = "spec.version may move up one minor version at a time: upgrade through each minor version in turn, or set spec.upgrade.allowSkippingVersions: true after reading the release notes of every version skipped";
+
+/// `spec.upgrade`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradePolicy {
+    /// Accept a version change of more than one minor version, or to a new
+    /// major version.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_skipping_versions: bool,
+}
+
 fn image_rule() -> String {
     format!("!has(self.image) || self.image.matches(r'{IMAGE_PATTERN}')")
 }
@@ -173,6 +194,8 @@ fn cloud_kms_credentials_rule() -> String {
 ).message(
     "spec.restoreFrom.destination is required when spec.backup is not set: name where the old cluster's backups are"
 ).field_path(".restoreFrom.destination"))]
+#[x_kube(validation = Rule::new(VERSION_NOT_LOWER_RULE).message(VERSION_LOWER_MESSAGE).field_path(".version"))]
+#[x_kube(validation = Rule::new(VERSION_ONE_MINOR_RULE).message(VERSION_SKIP_MESSAGE).field_path(".version"))]
 #[serde(rename_all = "camelCase")]
 pub struct OpenBaoClusterSpec {
     /// OpenBao version to run, as MAJOR.MINOR.PATCH (for example `2.7.2`).
@@ -260,6 +283,10 @@ pub struct OpenBaoClusterSpec {
     /// cluster's name before creating it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_from: Option<crate::restore::RestoreFrom>,
+
+    /// How version changes are carried out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradePolicy>,
 }
 
 fn default_replicas() -> i32 {
@@ -1322,6 +1349,7 @@ impl OpenBaoClusterSpec {
             paused: false,
             backup: None,
             restore_from: None,
+            upgrade: None,
         }
     }
 

@@ -597,6 +597,7 @@ pub fn validate_restore_spec(spec: &crate::restore::OpenBaoRestoreSpec) -> Vec<F
 /// Checks a change to a stored spec (the CRD's transition rules).
 pub fn validate_update(old: &OpenBaoClusterSpec, new: &OpenBaoClusterSpec) -> Vec<FieldError> {
     let mut errors = validate_spec(new);
+    errors.extend(validate_version_change(&old.version, new));
     if old.self_init.enabled != new.self_init.enabled {
         errors.push(FieldError {
             field: "spec.selfInit.enabled".into(),
@@ -614,6 +615,36 @@ pub fn plain_transit_address(spec: &OpenBaoClusterSpec) -> Option<&str> {
     let transit = spec.unseal.transit.as_ref()?;
     (spec.unseal.type_ == UnsealType::Transit && !transit.address.starts_with("https://"))
         .then_some(transit.address.as_str())
+}
+
+/// The version policy for moving from version `from` (the stored spec's,
+/// or the one the pods run) to `new.version`: never down, and one minor
+/// version at a time unless `spec.upgrade.allowSkippingVersions`. The
+/// messages are the CRD transition rules' own.
+pub fn validate_version_change(from: &str, new: &OpenBaoClusterSpec) -> Option<FieldError> {
+    let (from, to) = (semver_parts(from)?, semver_parts(&new.version)?);
+    let skipping_allowed = new
+        .upgrade
+        .as_ref()
+        .is_some_and(|u| u.allow_skipping_versions);
+    let message = if to < from {
+        crate::cluster::VERSION_LOWER_MESSAGE
+    } else if to > from && !skipping_allowed && (to[0] != from[0] || to[1] > from[1] + 1) {
+        crate::cluster::VERSION_SKIP_MESSAGE
+    } else {
+        return None;
+    };
+    Some(FieldError {
+        field: "spec.version".into(),
+        message: message.into(),
+    })
+}
+
+/// MAJOR, MINOR and PATCH of a MAJOR.MINOR.PATCH version.
+fn semver_parts(version: &str) -> Option<[u64; 3]> {
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
+    let parsed = [parts.next()??, parts.next()??, parts.next()??];
+    parts.next().is_none().then_some(parsed)
 }
 
 fn is_semver(v: &str) -> bool {
@@ -1111,6 +1142,53 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].field, "spec.selfInit.enabled");
         assert!(validate_update(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn versions_go_up_one_minor_at_a_time_unless_skipping_is_allowed() {
+        let at = |version: &str| OpenBaoClusterSpec::with_version(version);
+        let refused = |from: &str, to: &OpenBaoClusterSpec| {
+            validate_update(&at(from), to)
+                .into_iter()
+                .map(|e| e.message)
+                .collect::<Vec<_>>()
+        };
+        for (from, to) in [
+            ("2.6.2", "2.7.2"),
+            ("2.7.2", "2.7.3"),
+            ("2.7.2", "2.7.2"),
+            ("2.6.9", "2.7.0"),
+        ] {
+            assert!(refused(from, &at(to)).is_empty(), "{from} -> {to}");
+        }
+        for (from, to) in [("2.7.2", "2.6.2"), ("2.7.2", "2.7.1"), ("3.0.0", "2.9.9")] {
+            assert_eq!(
+                refused(from, &at(to)),
+                [crate::cluster::VERSION_LOWER_MESSAGE],
+                "{from} -> {to}"
+            );
+        }
+        for (from, to) in [("2.5.0", "2.7.2"), ("2.7.2", "3.0.0")] {
+            assert_eq!(
+                refused(from, &at(to)),
+                [crate::cluster::VERSION_SKIP_MESSAGE],
+                "{from} -> {to}"
+            );
+            let mut allowed = at(to);
+            allowed.upgrade = Some(crate::cluster::UpgradePolicy {
+                allow_skipping_versions: true,
+            });
+            assert!(refused(from, &allowed).is_empty(), "{from} -> {to} allowed");
+        }
+        // Skipping never allows going down.
+        let mut down = at("2.6.2");
+        down.upgrade = Some(crate::cluster::UpgradePolicy {
+            allow_skipping_versions: true,
+        });
+        assert_eq!(
+            refused("2.7.2", &down),
+            [crate::cluster::VERSION_LOWER_MESSAGE]
+        );
     }
 
     fn env_field(field: &str, source: SecretSource) -> SecretField {

@@ -41,7 +41,7 @@ use lifecycle_types::OpenBaoCluster;
 use lifecycle_types::backup::OperationKind;
 use lifecycle_types::cluster::OpenBaoClusterStatus;
 use lifecycle_types::events::actions;
-use lifecycle_types::validation::validate_spec;
+use lifecycle_types::validation::{validate_spec, validate_version_change};
 use openbao_client::HealthState;
 
 pub use error::ReconcileError;
@@ -213,7 +213,16 @@ async fn reconcile_inner(
         return Ok(Next::Steady);
     }
 
-    let errors = validate_spec(&cluster.spec);
+    let mut errors = validate_spec(&cluster.spec);
+    // The version policy, against what the pods run (the API server checks
+    // it against the stored spec, which a forced edit may have bypassed).
+    if let Some(running) = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.current_version.as_deref())
+    {
+        errors.extend(validate_version_change(running, &cluster.spec));
+    }
     if !errors.is_empty() {
         let message = errors
             .iter()
