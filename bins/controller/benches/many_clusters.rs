@@ -40,6 +40,13 @@ impl Drop for Controller {
 
 /// Peak and current resident set size of a process, in KiB.
 fn rss_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let [peak, now, ..] = memory_kib(pid)?;
+    Ok((peak, now))
+}
+
+/// VmHWM, VmRSS, RssAnon (heap and stacks) and RssFile (mostly the
+/// binary's own pages) of a process, in KiB.
+fn memory_kib(pid: u32) -> anyhow::Result<[u64; 4]> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| {
         status
@@ -49,7 +56,12 @@ fn rss_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    Ok((field("VmHWM:"), field("VmRSS:")))
+    Ok([
+        field("VmHWM:"),
+        field("VmRSS:"),
+        field("RssAnon:"),
+        field("RssFile:"),
+    ])
 }
 
 /// A counter from the controller's /metrics.
@@ -224,7 +236,7 @@ async fn main() -> anyhow::Result<()> {
         "openbao_operator_reconcile_duration_seconds_count",
     )
     .await?;
-    let (peak, rss) = rss_kib(pid)?;
+    let [peak, rss, anon, file] = memory_kib(pid)?;
     let per_minute = |delta: f64| delta * 60.0 / steady.as_secs_f64();
 
     println!("controller with {count} OpenBaoClusters (real kube-apiserver, no pods)");
@@ -245,6 +257,13 @@ async fn main() -> anyhow::Result<()> {
         "RSS now",
         idle_rss as f64 / 1024.0,
         rss as f64 / 1024.0
+    );
+    println!(
+        "{:<38} {:>14} {:>7.1} + {:>4.1} MiB",
+        "  of which heap + binary (RssAnon+File)",
+        "",
+        anon as f64 / 1024.0,
+        file as f64 / 1024.0
     );
     println!(
         "{:<38} {:>14} {:>13.1}s",
@@ -294,9 +313,23 @@ async fn main() -> anyhow::Result<()> {
         "",
         per_minute(reconciles_after - reconciles_before)
     );
+    // Issue 11's bars: no worse than the 27.3 MiB measured before the
+    // watch caches at 200 clusters, under 64 MiB at 1,000.
+    let bar = match count {
+        200 => Some(27.3),
+        1000 => Some(64.0),
+        _ => None,
+    };
+    let peak_mib = peak as f64 / 1024.0;
     println!(
-        "targets: peak RSS under 40 MiB -> {}; zero steady-state writes -> {}",
-        if peak < 40 * 1024 { "met" } else { "MISSED" },
+        "targets: {}; zero steady-state writes -> {}",
+        bar.map_or(
+            "no RSS bar for this count (200: 27.3 MiB, 1000: 64 MiB)".into(),
+            |bar| format!(
+                "peak RSS under {bar} MiB -> {}",
+                if peak_mib < bar { "met" } else { "MISSED" }
+            )
+        ),
         if writes_after == writes_before {
             "met"
         } else {

@@ -303,6 +303,54 @@ impl ClusterLogin {
         )
     }
 
+    /// When `error` (of the controller's login, or of a call made with
+    /// `client`, its token) comes from the controller's own role, auth
+    /// method or policy missing in the cluster's data, what is missing and
+    /// the fix. A restore of a backup taken before the operator bootstrapped
+    /// the cluster leaves them missing.
+    pub async fn identity_missing(&self, client: Option<&Client>, error: &Error) -> Option<String> {
+        const CAUSE: &str = "the cluster's data predates the operator's identities (a restore of an older backup), or someone deleted them";
+        let role = controller_role();
+        let missing = match error {
+            Error::BadRequest { path, message }
+                if path.ends_with("/login") && message.contains("could not be found") =>
+            {
+                format!("the JWT role auth/{JWT_AUTH_MOUNT}/role/{role} does not exist ({message})")
+            }
+            Error::NotFound { path, .. }
+            | Error::PermissionDenied { path, .. }
+            | Error::Unsupported { path, .. }
+                if path.ends_with("/login") =>
+            {
+                format!("the JWT auth method auth/{JWT_AUTH_MOUNT}/ does not answer {path}")
+            }
+            Error::PermissionDenied { path, .. } => {
+                // Our token is valid (the default policy lets it ask) yet
+                // cannot do what policy openbao-operator grants.
+                let asked = client?
+                    .write("sys/capabilities-self", &json!({"paths": [path]}))
+                    .await
+                    .ok()
+                    .flatten()?;
+                let capabilities = asked["data"][path.as_str()]
+                    .as_array()
+                    .or_else(|| asked[path.as_str()].as_array())?;
+                if !capabilities.iter().any(|c| c == "deny") {
+                    return None;
+                }
+                format!(
+                    "policy {} is missing or does not grant {path}",
+                    Identity::Controller.policy_name()
+                )
+            }
+            _ => return None,
+        };
+        Some(format!(
+            "the controller cannot use its identity at this cluster: {missing}; {CAUSE}. To fix it, {}",
+            self.identity_fix()
+        ))
+    }
+
     /// Drops the kept login (after OpenBao refused it).
     pub fn forget(&self) {
         *lock(&self.login) = None;
@@ -521,52 +569,9 @@ impl ClusterConnection {
         self.login.forget();
     }
 
-    /// When `error` (of the controller's login, or of a call made with
-    /// `client`, its token) comes from the controller's own role, auth
-    /// method or policy missing in the cluster's data, what is missing and
-    /// the fix. A restore of a backup taken before the operator bootstrapped
-    /// the cluster leaves them missing.
+    /// See [`ClusterLogin::identity_missing`].
     pub async fn identity_missing(&self, client: Option<&Client>, error: &Error) -> Option<String> {
-        const CAUSE: &str = "the cluster's data predates the operator's identities (a restore of an older backup), or someone deleted them";
-        let role = controller_role();
-        let missing = match error {
-            Error::BadRequest { path, message }
-                if path.ends_with("/login") && message.contains("could not be found") =>
-            {
-                format!("the JWT role auth/{JWT_AUTH_MOUNT}/role/{role} does not exist ({message})")
-            }
-            Error::NotFound { path, .. }
-            | Error::PermissionDenied { path, .. }
-            | Error::Unsupported { path, .. }
-                if path.ends_with("/login") =>
-            {
-                format!("the JWT auth method auth/{JWT_AUTH_MOUNT}/ does not answer {path}")
-            }
-            Error::PermissionDenied { path, .. } => {
-                // Our token is valid (the default policy lets it ask) yet
-                // cannot do what policy openbao-operator grants.
-                let asked = client?
-                    .write("sys/capabilities-self", &json!({"paths": [path]}))
-                    .await
-                    .ok()
-                    .flatten()?;
-                let capabilities = asked["data"][path.as_str()]
-                    .as_array()
-                    .or_else(|| asked[path.as_str()].as_array())?;
-                if !capabilities.iter().any(|c| c == "deny") {
-                    return None;
-                }
-                format!(
-                    "policy {} is missing or does not grant {path}",
-                    Identity::Controller.policy_name()
-                )
-            }
-            _ => return None,
-        };
-        Some(format!(
-            "the controller cannot use its identity at this cluster: {missing}; {CAUSE}. To fix it, {}",
-            self.login.identity_fix()
-        ))
+        self.login.identity_missing(client, error).await
     }
 
     /// See [`ClusterLogin::set_previous_audience`].

@@ -1247,6 +1247,18 @@ async fn restore_finished(client: &kube::Client, name: &str) -> OpenBaoRestoreSt
     status
 }
 
+/// When the API server created the Job `name` (second precision).
+async fn job_created(client: &kube::Client, name: &str) -> k8s_openapi::jiff::Timestamp {
+    Api::<k8s_openapi::api::batch::v1::Job>::namespaced(client.clone(), NS)
+        .get(name)
+        .await
+        .unwrap()
+        .metadata
+        .creation_timestamp
+        .unwrap()
+        .0
+}
+
 /// Reads `app/<key>`'s value; `None` when it does not exist.
 async fn app_value(admin: &openbao_client::Client, key: &str) -> Option<String> {
     admin
@@ -1453,14 +1465,7 @@ async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
     .unwrap();
     // Compared with the restore Job's own end (second precision, both
     // stamped by the API server).
-    let started = jobs
-        .get(&during.job)
-        .await
-        .unwrap()
-        .metadata
-        .creation_timestamp
-        .unwrap()
-        .0;
+    let started = job_created(&client, &during.job).await;
     let restore_job = jobs.get(good.job.as_deref().unwrap()).await.unwrap();
     let restored_at = restore_job.status.unwrap().completion_time.unwrap().0;
     assert!(
@@ -1605,14 +1610,7 @@ async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
     .await
     .unwrap();
     apply_cluster(&client, NS, "rs", spec("during-restore")).await;
-    let started = jobs
-        .get(&scheduled)
-        .await
-        .unwrap()
-        .metadata
-        .creation_timestamp
-        .unwrap()
-        .0;
+    let started = job_created(&client, &scheduled).await;
     let released: k8s_openapi::jiff::Timestamp =
         lost.completed_at.as_deref().unwrap().parse().unwrap();
     assert!(

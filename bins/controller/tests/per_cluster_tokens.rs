@@ -391,6 +391,59 @@ async fn tokens_are_per_cluster_and_old_roles_migrate_without_a_root_token() {
     login_with(&b, ROLE, &token_b).await.unwrap();
     assert_audience_refused(login_with(&b, ROLE, &legacy).await);
     assert_audience_refused(login_with(&b, ROLE, &token_a).await);
+
+    // Data without the controller's identity (a restore of an older
+    // backup): the refusal names what is missing and the commands to fix it.
+    b.expect_ok(
+        0,
+        Method::DELETE,
+        "sys/policies/acl/openbao-operator",
+        Value::Null,
+    )
+    .await
+    .unwrap();
+    let policyless = ClusterLogin::new(credentials.clone(), NS, "beta", UID_B);
+    let at_b = policyless.client(client_for(&b)).await.unwrap();
+    let denied = at_b.raft_configuration().await.err().unwrap();
+    let said = policyless
+        .identity_missing(Some(&at_b), &denied)
+        .await
+        .unwrap();
+    assert!(
+        said.contains("policy openbao-operator is missing")
+            && said.contains("bao policy write openbao-operator policies/controller.hcl"),
+        "{said}"
+    );
+    b.expect_ok(0, Method::DELETE, ROLE_PATH, Value::Null)
+        .await
+        .unwrap();
+    let roleless = ClusterLogin::new(credentials.clone(), NS, "beta", UID_B);
+    let refused = roleless.client(client_for(&b)).await.err().unwrap();
+    let said = roleless.identity_missing(None, &refused).await.unwrap();
+    assert!(
+        said.contains(&format!("bao write {ROLE_PATH} ")) && said.contains(&audience_b),
+        "{said}"
+    );
+    // The command it gives restores the login.
+    let command = said
+        .split('`')
+        .find(|part| part.starts_with(&format!("bao write {ROLE_PATH} ")))
+        .unwrap();
+    let body: serde_json::Map<String, Value> = command
+        .split_whitespace()
+        .skip(3)
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap();
+            (key.to_owned(), json!(value))
+        })
+        .collect();
+    b.expect_ok(0, Method::POST, ROLE_PATH, Value::Object(body))
+        .await
+        .unwrap();
+    ClusterLogin::new(credentials.clone(), NS, "beta", UID_B)
+        .client(client_for(&b))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
