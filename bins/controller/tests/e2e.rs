@@ -1599,6 +1599,26 @@ async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
         lost.message.as_deref().unwrap_or_default().contains("gone"),
         "{lost:?}"
     );
+    let expired = poll_until_ok(
+        Duration::from_secs(30),
+        "the RestoreFailed Event",
+        || async {
+            let events: Api<k8s_openapi::api::events::v1::Event> =
+                Api::namespaced(client.clone(), NS);
+            Ok(events
+                .list(&Default::default())
+                .await?
+                .items
+                .into_iter()
+                .find(|e| {
+                    e.reason.as_deref() == Some(reasons::RESTORE_FAILED)
+                        && e.note.as_deref().is_some_and(|n| n.contains(&job))
+                }))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(expired.type_.as_deref(), Some("Warning"), "{expired:?}");
     drop(silent);
     // Once the lock is released, the scheduled backup runs.
     let scheduled = poll_until_ok(Duration::from_secs(60), "the scheduled backup", || async {
