@@ -1510,6 +1510,27 @@ async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
     let interrupted = restore_finished(&client, "interrupted").await;
     assert_eq!(interrupted.phase, RestorePhase::Completed);
     let generation = get(&client, "rs").await.metadata.generation.unwrap();
+    // Status may observe the new generation while the restore still holds
+    // the template back: wait for the pods to run the new version itself.
+    poll_until(Duration::from_secs(300), "every pod on 2.7.2", || async {
+        let pods = Api::<Pod>::namespaced(client.clone(), NS)
+            .list(
+                &kube::api::ListParams::default()
+                    .labels("openbao.org/cluster=rs,!batch.kubernetes.io/job-name"),
+            )
+            .await?;
+        Ok(pods.items.len() == 3
+            && pods.items.iter().all(|p| {
+                p.spec.as_ref().is_some_and(|s| {
+                    s.containers[0]
+                        .image
+                        .as_deref()
+                        .is_some_and(|i| i.ends_with(":2.7.2"))
+                })
+            }))
+    })
+    .await
+    .unwrap();
     rolled_out(&client, "rs", 3, generation, Duration::from_secs(300)).await;
     let ended = jobs
         .get(interrupted.job.as_deref().unwrap())
@@ -1700,19 +1721,8 @@ async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
     eprintln!("after restoring a roleless backup: {}", missing.message);
     assert!(missing.message.contains(role_path), "{}", missing.message);
     // The fix, as the message names it: `bao write <path> key=value ...`.
-    let command = missing
-        .message
-        .split('`')
-        .find(|part| part.starts_with(&format!("bao write {role_path} ")))
+    let fix = test_support::identities::bao_write_body(&missing.message, role_path)
         .unwrap_or_else(|| panic!("no bao write in {}", missing.message));
-    let fix: serde_json::Map<String, serde_json::Value> = command
-        .split_whitespace()
-        .skip(3)
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap();
-            (key.to_owned(), json!(value))
-        })
-        .collect();
     admin.write(role_path, &json!(fix)).await.unwrap();
     poll_until(Duration::from_secs(90), "the identity back", || async {
         let c = get(&client, "rs").await;

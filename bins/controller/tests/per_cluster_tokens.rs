@@ -425,18 +425,7 @@ async fn tokens_are_per_cluster_and_old_roles_migrate_without_a_root_token() {
         "{said}"
     );
     // The command it gives restores the login.
-    let command = said
-        .split('`')
-        .find(|part| part.starts_with(&format!("bao write {ROLE_PATH} ")))
-        .unwrap();
-    let body: serde_json::Map<String, Value> = command
-        .split_whitespace()
-        .skip(3)
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap();
-            (key.to_owned(), json!(value))
-        })
-        .collect();
+    let body = test_support::identities::bao_write_body(&said, ROLE_PATH).unwrap();
     b.expect_ok(0, Method::POST, ROLE_PATH, Value::Object(body))
         .await
         .unwrap();

@@ -165,3 +165,23 @@ impl BaoCluster {
         Ok(answer)
     }
 }
+
+/// The body of the `bao write <path> key=value ...` command quoted in
+/// backticks in `message` (what the controller prints as a fix), as the
+/// JSON an API write takes; `None` when the message quotes no such command.
+pub fn bao_write_body(
+    message: &str,
+    path: &str,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let command = message
+        .split('`')
+        .find(|part| part.starts_with(&format!("bao write {path} ")))?;
+    command
+        .split_whitespace()
+        .skip(3)
+        .map(|pair| {
+            let (key, value) = pair.split_once('=')?;
+            Some((key.to_owned(), serde_json::json!(value)))
+        })
+        .collect()
+}
