@@ -7,25 +7,21 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use futures_util::StreamExt;
 use job_runtime::connection::parse_duration;
 use job_runtime::{ExitCode, JobError, OpenBaoArgs};
-use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::ObjectStoreExt;
 use serde_json::json;
 use snapshot_store::layout::{BackupName, cluster_folder, manifest_path, snapshot_path};
-use snapshot_store::manifest::{FORMAT_VERSION, Manifest};
-use snapshot_store::meta::HeadCollector;
+use snapshot_store::manifest::Manifest;
 use snapshot_store::retention::{RetentionPolicy, expired};
 use snapshot_store::store::DestinationOptions;
-use snapshot_store::verify::StreamDigest;
+use snapshot_store::upload::{Origin, UploadError, upload_snapshot};
 use snapshot_store::{Destination, StoreError};
 use tokio_util::sync::CancellationToken;
 
 const JOB: &str = "backup";
 /// The backup identity's JWT role (policies/jwt-roles.hcl).
 const DEFAULT_ROLE: &str = "openbao-operator-backup";
-/// Upload part size; with two parts in flight memory stays bounded.
-const PART_BYTES: usize = 8 * 1024 * 1024;
 
 /// OpenBao backup Job.
 ///
@@ -210,79 +206,32 @@ async fn attempt_backup(
 ) -> Result<Manifest, JobError> {
     let node = args.openbao.connect(DEFAULT_ROLE).await?;
     tracing::info!(address = %node.address, version = %node.health.body.version, "streaming a snapshot from the active node");
-    let started_at = jiff::Timestamp::now();
     let started = Instant::now();
-    let name = BackupName::new(started_at);
-    let snapshot_object = snapshot_path(folder, &name);
-
-    let mut snapshot = Box::pin(
-        node.client
-            .snapshot()
-            .await
-            .map_err(|e| JobError::from_openbao(ExitCode::Snapshot, "starting the snapshot", e))?,
-    );
-    let upload = destination
-        .store
-        .put_multipart(&snapshot_object)
+    let snapshot = node
+        .client
+        .snapshot()
         .await
-        .map_err(|e| storage(StoreError::object("start upload", &snapshot_object, e)))?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
-    let mut digest = StreamDigest::default();
-    let mut head = HeadCollector::default();
-
-    let failure = loop {
-        let next = tokio::select! {
-            next = snapshot.next() => next,
-            _ = stop.cancelled() => break Some(interrupted()),
-        };
-        match next {
-            None => break None,
-            Some(Err(e)) => {
-                break Some(
-                    JobError::from_openbao(ExitCode::Snapshot, "reading the snapshot stream", e)
-                        .transient(),
-                );
-            }
-            Some(Ok(chunk)) => {
-                digest.update(&chunk);
-                head.observe(&chunk);
-                writer.write(&chunk);
-                if let Err(e) = writer.wait_for_capacity(2).await {
-                    break Some(storage(StoreError::object("upload", &snapshot_object, e)));
-                }
-            }
-        }
-    };
-    if let Some(error) = failure {
-        if let Err(abort) = writer.abort().await {
-            tracing::warn!(error = %abort, object = %snapshot_object, "could not abort the partial upload; retention removes it later");
-        }
-        return Err(error);
-    }
-    writer
-        .finish()
+        .map_err(|e| JobError::from_openbao(ExitCode::Snapshot, "starting the snapshot", e))?;
+    let uploaded = upload_snapshot(destination, folder, snapshot, stop)
         .await
-        .map_err(|e| storage(StoreError::object("complete upload", &snapshot_object, e)))?;
-
-    let (size, sha256) = digest.finish();
-    let meta = head.meta();
-    let manifest = Manifest {
-        format_version: FORMAT_VERSION,
+        .map_err(|error| match error {
+            UploadError::Source(e) => {
+                JobError::from_openbao(ExitCode::Snapshot, "reading the snapshot stream", e)
+                    .transient()
+            }
+            UploadError::Store(e) => storage(e),
+            UploadError::Interrupted => interrupted(),
+        })?;
+    let snapshot_object = &uploaded.snapshot;
+    let manifest = uploaded.manifest(Origin {
         cluster: args.cluster.clone(),
         namespace: args.namespace.clone(),
         cluster_id: node.health.body.cluster_id.clone(),
         kubernetes_uid: args.cluster_uid.clone(),
         openbao_version: node.health.body.version.clone(),
-        raft_index: meta.map(|m| m.index),
-        raft_term: meta.map(|m| m.term),
-        snapshot: snapshot_object.to_string(),
-        size,
-        sha256,
-        started_at,
-        finished_at: jiff::Timestamp::now(),
-    };
+    });
     if stop.is_cancelled() {
-        let _ = destination.store.delete(&snapshot_object).await;
+        let _ = destination.store.delete(snapshot_object).await;
         return Err(interrupted());
     }
     // Lock the snapshot before the manifest exists, so that a backup that
@@ -290,16 +239,14 @@ async fn attempt_backup(
     if let Some(lock) = lock
         && let Err(message) = lock.retain(snapshot_object.as_ref()).await
     {
-        let _ = destination.store.delete(&snapshot_object).await;
+        let _ = destination.store.delete(snapshot_object).await;
         return Err(JobError::new(ExitCode::Storage, message));
     }
     // The manifest goes last: only now does the backup count.
-    let manifest_object = manifest_path(folder, &name);
-    destination
-        .store
-        .put(&manifest_object, PutPayload::from(manifest.to_json()))
+    let manifest_object = uploaded
+        .write_manifest(destination, folder, &manifest)
         .await
-        .map_err(|e| storage(StoreError::object("write manifest", &manifest_object, e)))?;
+        .map_err(storage)?;
     if let Some(lock) = lock
         && let Err(message) = lock.retain(manifest_object.as_ref()).await
     {
@@ -308,7 +255,7 @@ async fn attempt_backup(
     }
     tracing::info!(
         snapshot = %snapshot_object,
-        size,
+        size = uploaded.size,
         seconds = started.elapsed().as_secs_f64(),
         raft_index = ?manifest.raft_index,
         "backup written"

@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod meta;
 pub mod retention;
 pub mod store;
+pub mod upload;
 pub mod verify;
 
 pub use layout::BackupName;
