@@ -9,5 +9,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 bash ci/install-test-env.sh
-cargo build --quiet --locked --package controller --bin controller --package backup --bin backup --package restore --bin restore
+cargo build --quiet --locked --package controller --bin controller --package backup --bin backup --package restore --bin restore --package upgrade --bin upgrade
 exec cargo run --quiet --locked --package test-support --bin devenv -- "$@"

@@ -66,11 +66,19 @@ pub struct Settings {
     pub backup_image: String,
     /// The image of restore-drill Jobs, unless `spec.backup.drill.image` names another.
     pub restore_image: String,
+    /// The image of upgrade step Jobs.
+    pub upgrade_image: String,
 }
 
 /// The restore image this release ships (it also runs restore drills).
 pub const DEFAULT_RESTORE_IMAGE: &str = concat!(
     "ghcr.io/openbao-operator/restore:",
+    env!("CARGO_PKG_VERSION")
+);
+
+/// The upgrade image this release ships.
+pub const DEFAULT_UPGRADE_IMAGE: &str = concat!(
+    "ghcr.io/openbao-operator/upgrade:",
     env!("CARGO_PKG_VERSION")
 );
 
@@ -103,6 +111,7 @@ impl Settings {
             unreachable_grace: Duration::from_secs(30),
             backup_image: DEFAULT_BACKUP_IMAGE.to_owned(),
             restore_image: DEFAULT_RESTORE_IMAGE.to_owned(),
+            upgrade_image: DEFAULT_UPGRADE_IMAGE.to_owned(),
         }
     }
 }

@@ -92,6 +92,9 @@ struct Args {
     /// Image of restore-drill Jobs (unless a cluster's spec.backup.drill.image names another).
     #[arg(long, env = "RESTORE_IMAGE", default_value = controller::context::DEFAULT_RESTORE_IMAGE)]
     restore_image: String,
+    /// Image of the upgrade step Jobs (preflight, snapshot, verify).
+    #[arg(long, env = "UPGRADE_IMAGE", default_value = controller::context::DEFAULT_UPGRADE_IMAGE)]
+    upgrade_image: String,
     /// Log as JSON lines (the default in a pod) instead of text.
     #[arg(long, env = "LOG_JSON", default_value_t = false)]
     log_json: bool,
@@ -135,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
     settings.scope = Scope::from_list(&args.watch_namespaces);
     settings.backup_image = args.backup_image.clone();
     settings.restore_image = args.restore_image.clone();
+    settings.upgrade_image = args.upgrade_image.clone();
     let metrics = Metrics::new();
     let probes = Probes {
         metrics: metrics.clone(),

@@ -9,6 +9,7 @@ use lifecycle_types::cluster::{
     NodeStatus, OpenBaoClusterStatus, Phase, Profile, RaftState, RaftStatus, TlsMode, UnsealType,
 };
 use lifecycle_types::conditions::{Condition, ConditionStatus, reasons, types, upsert};
+use lifecycle_types::upgrade::UpgradePhase;
 use openbao_client::HealthState;
 use openbao_client::raft::Membership;
 
@@ -66,6 +67,8 @@ pub struct Observation {
     pub stuck: Option<(&'static str, String)>,
     /// Scheduled backups and the operation that holds the cluster.
     pub backup: crate::reconcile::backup::BackupView,
+    /// The version upgrade.
+    pub upgrade: crate::reconcile::upgrade::UpgradeView,
 }
 
 /// The new status. `previous` keeps transition times of unchanged conditions.
@@ -254,10 +257,23 @@ pub fn compute(
         voters: m.voters().map(|v| v.node_id.clone()).collect(),
     });
     status.nodes = node_statuses(seen);
+    // The running version moves only when an upgrade was verified (or,
+    // before any upgrade, when every pod reports the same one).
+    let upgrade = seen.upgrade.status.as_ref();
+    let in_flight = upgrade.is_some_and(|u| u.phase != UpgradePhase::Completed);
     let versions: std::collections::BTreeSet<&str> =
         wanted.iter().filter_map(|p| p.version.as_deref()).collect();
-    if versions.len() == 1 && wanted.iter().all(|p| p.version.is_some()) {
+    if !in_flight && versions.len() == 1 && wanted.iter().all(|p| p.version.is_some()) {
         status.current_version = versions.first().map(|v| (*v).to_owned());
+    }
+    if let Some(done) = upgrade.filter(|u| u.phase == UpgradePhase::Completed)
+        && status.current_version.as_deref() == Some(done.from.as_str())
+    {
+        status.current_version = Some(done.to.clone());
+    }
+    status.upgrade = seen.upgrade.status.clone();
+    if let Some((state, reason, message)) = &seen.upgrade.condition {
+        set(types::UPGRADING, *state, reason, message.clone());
     }
 
     let degraded = degraded(cluster, seen);
@@ -596,6 +612,7 @@ mod tests {
             exposure_problem: None,
             stuck: None,
             backup: Default::default(),
+            upgrade: Default::default(),
         }
     }
 

@@ -166,13 +166,15 @@ async fn development_cluster_bootstraps_heals_and_scales() {
 /// A Hardened cluster initializes itself: self-init creates the operator's
 /// JWT auth, policies and roles and the user's login path, a second real
 /// OpenBao (in a pod) unseals it through Transit, the controller reads Raft
-/// with its own JWT role, and no root token exists anywhere.
+/// with its own JWT role, and no root token exists anywhere. Then it is
+/// upgraded from 2.6.2 to 2.7.2 while a client writes (see
+/// [`upgrade_under_load`]).
 #[tokio::test]
-async fn hardened_self_init_cluster_unseals_through_transit_without_a_root_token() {
+async fn hardened_self_init_cluster_unseals_through_transit_and_upgrades_under_load() {
     use reqwest::Method;
     use test_support::openbao_pods::{OpenBaoPodsOptions, deploy_openbao};
 
-    let (plane, client, agent) = start().await;
+    let (plane, client, agent, s3) = with_object_storage().await;
 
     // The Transit server: one OpenBao pod, a key, and a token that may only
     // encrypt and decrypt with it.
@@ -247,6 +249,7 @@ async fn hardened_self_init_cluster_unseals_through_transit_without_a_root_token
     // cluster below is reported within the test.
     let running = Running::start_with(&plane, agent.resolver(), |settings| {
         settings.stuck_after = Duration::from_secs(30);
+        job_images(settings);
     })
     .await;
     // Beside the real cluster, one whose seal refuses it: OpenBao's refusal
@@ -268,12 +271,13 @@ async fn hardened_self_init_cluster_unseals_through_transit_without_a_root_token
         }),
     )
     .await;
-    apply_cluster(
-        &client,
-        NS,
-        "prod",
+    // Production starts on 2.6.2 and backs up to S3 on request only (a
+    // slot once a year). Self-init also gives a client, the ServiceAccount
+    // `writer`, a JWT login to a kv mount.
+    let endpoint = s3.endpoint.clone();
+    let prod = |version: &str, upgrade: serde_json::Value| {
         json!({
-            "version": "2.7.2",
+            "version": version,
             "replicas": 3,
             "profile": "Hardened",
             "unseal": {"type": "transit", "transit": {
@@ -284,12 +288,29 @@ async fn hardened_self_init_cluster_unseals_through_transit_without_a_root_token
             }},
             "selfInit": {"enabled": true, "requests": [
                 {"name": "userpass", "operation": "update", "path": "sys/auth/userpass", "data": {"type": "userpass"}},
+                {"name": "app", "operation": "update", "path": "sys/mounts/app", "data": {"type": "kv"}},
+                {"name": "writer-policy", "operation": "update", "path": "sys/policies/acl/writer",
+                 "data": {"policy": "path \"app/*\" {\n  capabilities = [\"create\", \"update\", \"read\"]\n}\n"}},
+                {"name": "writer-role", "operation": "update", "path": "auth/jwt/role/writer", "data": {
+                    "role_type": "jwt", "user_claim": "sub",
+                    "bound_audiences": ["openbao-internal"],
+                    "bound_subject": format!("system:serviceaccount:{NS}:writer"),
+                    "token_policies": ["writer"], "token_ttl": "1h",
+                }},
             ]},
             "configuration": {"raft": {"autopilot": {"serverStabilizationTime": "3s"}}},
-        }),
-    )
-    .await;
+            "backup": {
+                "schedule": "0 0 1 1 *",
+                "destination": {"url": "s3://backups/openbao", "endpoint": endpoint, "region": "us-east-1"},
+                "credentials": {"secretRef": "s3-credentials"},
+            },
+            "upgrade": upgrade,
+        })
+    };
+    apply_cluster(&client, NS, "prod", prod("2.6.2", json!({}))).await;
     converged(&client, "prod", 3, Duration::from_secs(300)).await;
+    // And the post-bootstrap roll (pod 0 onto the final template) is over.
+    rolled_out(&client, "prod", 3, 1, Duration::from_secs(180)).await;
 
     // The locked cluster says why it does not serve.
     let reported = poll_until_ok(
@@ -404,33 +425,458 @@ async fn hardened_self_init_cluster_unseals_through_transit_without_a_root_token
             && refused.to_string().contains("invalid username or password"),
         "userpass does not answer as mounted: {refused}"
     );
+    drop(health);
+
+    upgrade_under_load(
+        &plane,
+        &client,
+        &agent,
+        s3,
+        running,
+        |upgrade| prod("2.7.2", upgrade),
+        || {
+            Running::start_with(&plane, agent.resolver(), |settings| {
+                settings.stuck_after = Duration::from_secs(30);
+                job_images(settings);
+            })
+        },
+    )
+    .await;
+    // Back to 2.6.2: refused by the API server with the code's message.
+    let refused = Api::<OpenBaoCluster>::namespaced(client.clone(), NS)
+        .patch(
+            "prod",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"version": "2.6.2"}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains(lifecycle_types::cluster::VERSION_LOWER_MESSAGE),
+        "{refused}"
+    );
+    let code = lifecycle_types::validation::validate_version_change(
+        "2.7.2",
+        &serde_json::from_value(prod("2.6.2", json!({}))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        code.message,
+        lifecycle_types::cluster::VERSION_LOWER_MESSAGE
+    );
+}
+
+/// The pods of the cluster `name` (not its Jobs' pods).
+async fn cluster_pods(client: &kube::Client, name: &str) -> Vec<Pod> {
+    Api::<Pod>::namespaced(client.clone(), NS)
+        .list(&kube::api::ListParams::default().labels(&format!(
+            "openbao.org/cluster={name},!batch.kubernetes.io/job-name"
+        )))
+        .await
+        .unwrap()
+        .items
+}
+
+/// Every incarnation of each pod of `name`, seen every 250 ms until told
+/// to stop.
+fn track_pods(client: kube::Client, name: &'static str) -> Background<Incarnations> {
+    every(
+        Duration::from_millis(250),
+        Incarnations::new(),
+        move |mut seen| {
+            let client = client.clone();
+            async move {
+                for pod in cluster_pods(&client, name).await {
+                    let uid = pod.uid().unwrap();
+                    let created = pod
+                        .metadata
+                        .creation_timestamp
+                        .clone()
+                        .unwrap()
+                        .0
+                        .to_string();
+                    let restarts = pod
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.container_statuses.as_ref())
+                        .map_or(0, |s| s[0].restart_count);
+                    let incarnations = seen.entry(pod.name_any()).or_default();
+                    match incarnations.iter_mut().find(|(u, ..)| *u == uid) {
+                        Some(known) => known.2 = known.2.max(restarts),
+                        None => incarnations.push((uid, created, restarts)),
+                    }
+                }
+                seen
+            }
+        },
+    )
+}
+
+/// Writes `app/w<i>` about 10 times a second until told to stop; returns
+/// the writes OpenBao acknowledged and how many failed.
+fn write_continuously(writer: openbao_client::Client) -> Background<(Vec<usize>, usize)> {
+    every(
+        Duration::from_millis(100),
+        (Vec::new(), 0),
+        move |(mut acknowledged, mut failed)| {
+            let writer = writer.clone();
+            async move {
+                let i = acknowledged.len() + failed;
+                match writer
+                    .write(&format!("app/w{i}"), &json!({"value": format!("v{i}")}))
+                    .await
+                {
+                    Ok(_) => acknowledged.push(i),
+                    Err(_) => failed += 1,
+                }
+                (acknowledged, failed)
+            }
+        },
+    )
+}
+
+/// The cluster's `status.upgrade`, once `ready` holds for it.
+async fn upgrade_reaches(
+    client: &kube::Client,
+    what: &str,
+    within: Duration,
+    ready: impl Fn(&lifecycle_types::upgrade::UpgradeStatus) -> bool,
+) -> lifecycle_types::upgrade::UpgradeStatus {
+    let result = poll_until_ok(within, what, || async {
+        let upgrade = get(client, "prod").await.status.and_then(|s| s.upgrade);
+        Ok(upgrade.filter(|u| ready(u)))
+    })
+    .await;
+    match result {
+        Ok(upgrade) => upgrade,
+        Err(error) => panic!(
+            "{error}\nstatus: {}",
+            serde_json::to_string_pretty(&get(client, "prod").await.status).unwrap()
+        ),
+    }
+}
+
+/// The upgrade story on the Hardened cluster `prod` (3 voters on 2.6.2 on
+/// their final template, Transit seal, self-init, backups to `s3`): `spec_at(upgrade)` asks for
+/// 2.7.2 with `spec.upgrade` = `upgrade`.
+///
+/// While a client logged in through its own JWT role writes about 10
+/// secrets a second and a prober watches the active Service: the S3 server
+/// is down, so the snapshot step fails with a condition and no pod
+/// restarts; S3 back and `spec.upgrade.retry` set, the snapshot and its
+/// manifest are stored before the first pod restarts; the controller is
+/// killed and restarted mid-roll (`restart`), and a standby's OpenBao
+/// crashes mid-roll; each pod is replaced exactly once, the leader last;
+/// verify passes and `status.currentVersion` moves to 2.7.2; every
+/// acknowledged write reads back.
+async fn upgrade_under_load<R: std::future::Future<Output = Running>>(
+    plane: &ControlPlane,
+    client: &kube::Client,
+    agent: &NodeAgent,
+    mut s3: test_support::s3::S3Server,
+    running: Running,
+    spec_at: impl Fn(serde_json::Value) -> serde_json::Value,
+    restart: impl Fn() -> R,
+) {
+    use lifecycle_types::upgrade::{UpgradePhase, UpgradeStep};
+
+    let ca_pem = String::from_utf8(
+        Api::<Secret>::namespaced(client.clone(), NS)
+            .get(&names::tls_server_secret("prod"))
+            .await
+            .unwrap()
+            .data
+            .unwrap()["ca.crt"]
+            .0
+            .clone(),
+    )
+    .unwrap();
+    let active = format!("https://{}.{NS}.svc:8200", names::active_service("prod"));
+    let writer = openbao_client::Client::new(
+        openbao_client::ClientConfig::new(&active)
+            .unwrap()
+            .with_ca_pem(ca_pem.clone())
+            .with_dns_resolver(agent.resolver())
+            .with_timeout(Duration::from_secs(3)),
+    )
+    .unwrap();
+    let jwt = plane
+        .service_account_token(NS, "writer", "openbao-internal", Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let login = writer
+        .login(&openbao_client::Login::jwt(
+            "writer",
+            openbao_client::Credential::value(jwt),
+        ))
+        .await
+        .unwrap();
+    let writer = writer.with_token(login.token);
+    let before = get(client, "prod").await.status.unwrap();
+    assert_eq!(before.current_version.as_deref(), Some("2.6.2"));
+    let leader = before.active_leader.clone().unwrap();
+    let (stop_pods, pods_seen) = track_pods(client.clone(), "prod");
+    let (stop_probe, probe) =
+        probe_active(agent.resolver(), format!("{active}/v1/sys/health"), ca_pem);
+    let (stop_writes, writes) = write_continuously(writer.clone());
+
+    // S3 down: the snapshot step fails, says so, and nothing restarts.
+    s3.stop();
+    apply_cluster(client, NS, "prod", spec_at(json!({}))).await;
+    let failed = upgrade_reaches(
+        client,
+        "the snapshot step failed",
+        Duration::from_secs(300),
+        |u| u.phase == UpgradePhase::Failed,
+    )
+    .await;
+    assert_eq!(failed.step, UpgradeStep::Snapshot, "{failed:?}");
+    let c = get(client, "prod").await;
+    let upgrading =
+        lifecycle_types::conditions::find(&c.status.as_ref().unwrap().conditions, types::UPGRADING)
+            .unwrap()
+            .clone();
+    eprintln!(
+        "with S3 down: Upgrading {}: {}",
+        upgrading.reason, upgrading.message
+    );
+    assert_eq!(upgrading.reason, "UpgradeFailed");
+    assert!(
+        upgrading.message.contains("snapshot") && upgrading.message.contains("spec.upgrade.retry"),
+        "{}",
+        upgrading.message
+    );
+    assert!(!upgrading.message.contains(s3.secret_access_key()));
+    assert_eq!(
+        c.status.as_ref().unwrap().current_version.as_deref(),
+        Some("2.6.2")
+    );
+    for pod in cluster_pods(client, "prod").await {
+        let image = pod.spec.as_ref().unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap();
+        assert!(image.ends_with(":2.6.2"), "{} runs {image}", pod.name_any());
+    }
+
+    // S3 back, the step retried: the snapshot, then the roll.
+    s3.restart().await.unwrap();
+    apply_cluster(client, NS, "prod", spec_at(json!({"retry": "s3-back"}))).await;
+    let rolling = upgrade_reaches(client, "the roll", Duration::from_secs(300), |u| {
+        u.step >= UpgradeStep::Roll
+    })
+    .await;
+    let backup = rolling
+        .backup
+        .clone()
+        .expect("the pre-upgrade backup in status");
+    let (snaps, manifests) = backup_files(&s3, "prod");
+    assert!(
+        snaps.iter().any(|f| f.starts_with(&backup))
+            && manifests.iter().any(|f| f.starts_with(&backup)),
+        "{backup} not among {snaps:?} / {manifests:?}"
+    );
+    let snapshot_done = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(client.clone(), NS)
+        .list(&kube::api::ListParams::default().labels("openbao.org/cluster=prod"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|j| j.name_any().contains("-upgrade-snapshot-"))
+        .filter_map(|j| j.status.and_then(|s| s.completion_time))
+        .map(|t| t.0)
+        .max()
+        .expect("a completed snapshot Job");
+
+    // The controller killed mid-roll, once the first pod is done; while it
+    // is down, a standby's OpenBao crashes (its container restarts in
+    // place); a new controller goes on.
+    let midway = upgrade_reaches(
+        client,
+        "the first pod on 2.7.2",
+        Duration::from_secs(300),
+        |u| !u.pods_done.is_empty(),
+    )
+    .await;
+    assert_eq!(midway.step, UpgradeStep::Roll, "{midway:?}");
+    drop(running);
+    let victim = poll_until_ok(Duration::from_secs(60), "a standby crashed", || async {
+        let mut standbys: Vec<String> = cluster_pods(client, "prod")
+            .await
+            .iter()
+            .map(|p| p.name_any())
+            .filter(|p| *p != leader)
+            .collect();
+        // One still on 2.6.2 when there is one.
+        standbys.sort_by_key(|p| midway.pods_done.contains(p));
+        Ok(standbys
+            .into_iter()
+            .find(|p| agent.kill_container(NS, p, names::CONTAINER).is_ok()))
+    })
+    .await
+    .unwrap();
+    let running = restart().await;
+
+    let done = upgrade_reaches(
+        client,
+        "the upgrade completed",
+        Duration::from_secs(600),
+        |u| u.phase == UpgradePhase::Completed,
+    )
+    .await;
+    converged(client, "prod", 3, Duration::from_secs(120)).await;
+    let c = get(client, "prod").await;
+    assert_eq!(
+        c.status.as_ref().unwrap().current_version.as_deref(),
+        Some("2.7.2")
+    );
+    assert_eq!(
+        condition(&c, types::UPGRADING),
+        Some(("False".into(), "UpgradeComplete".into()))
+    );
+    assert_eq!((done.from.as_str(), done.to.as_str()), ("2.6.2", "2.7.2"));
+    assert_eq!(done.backup.as_deref(), Some(backup.as_str()));
+    assert_eq!(done.pods_done.len(), 3, "{done:?}");
+
+    let _ = stop_writes.send(true);
+    let _ = stop_probe.send(true);
+    let _ = stop_pods.send(true);
+    let (acknowledged, failed_writes) = writes.await.unwrap();
+    let Outage {
+        longest,
+        failures: failed_probes,
+        ..
+    } = probe.await.unwrap();
+    let seen = pods_seen.await.unwrap();
+    eprintln!(
+        "upgrade under load: {} writes acknowledged, {failed_writes} failed; longest without an active node {longest:?} ({failed_probes} failed probes); pods {seen:?}",
+        acknowledged.len()
+    );
+    // Each pod replaced exactly once, the leader last, after the snapshot.
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for (pod, incarnations) in &seen {
+        assert_eq!(incarnations.len(), 2, "{pod}: {incarnations:?}");
+        let created: k8s_openapi::jiff::Timestamp = incarnations[1].1.parse().unwrap();
+        assert!(
+            created.as_second() >= snapshot_done.as_second(),
+            "{pod} restarted at {created}, before the snapshot Job ended at {snapshot_done}"
+        );
+    }
+    let last = seen
+        .iter()
+        .max_by_key(|(_, incarnations)| {
+            incarnations[1]
+                .1
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .unwrap()
+        })
+        .unwrap()
+        .0;
+    let leader_restarted = &seen[&leader][1].1;
+    assert!(
+        seen.values().all(|i| i[1].1 <= *leader_restarted),
+        "the leader {leader} was not replaced last ({last} was): {seen:?}"
+    );
+    for pod in cluster_pods(client, "prod").await {
+        let image = pod.spec.as_ref().unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap();
+        assert!(image.ends_with(":2.7.2"), "{} runs {image}", pod.name_any());
+    }
+    // The crash happened: a container of the victim restarted in place.
+    assert!(
+        seen[&victim].iter().any(|(.., restarts)| *restarts > 0),
+        "{victim}'s OpenBao never restarted: {seen:?}"
+    );
+    assert!(
+        longest < MAX_OUTAGE,
+        "no active node for {longest:?} (bound {MAX_OUTAGE:?})"
+    );
+    // Every acknowledged write reads back.
+    assert!(
+        acknowledged.len() > 100,
+        "only {} writes",
+        acknowledged.len()
+    );
+    for i in &acknowledged {
+        let value = writer.read(&format!("app/w{i}")).await.unwrap();
+        assert_eq!(
+            value.as_ref().and_then(|v| v["data"]["value"].as_str()),
+            Some(format!("v{i}").as_str()),
+            "app/w{i}"
+        );
+    }
+    // The upgrade identity is gone with the upgrade.
+    assert!(
+        Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), NS)
+            .get_opt(&names::upgrade_service_account("prod"))
+            .await
+            .unwrap()
+            .is_none()
+    );
     drop(running);
 }
 
+/// A background task and the switch that stops it.
+type Background<T> = (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<T>);
+
+/// Each pod's incarnations in the order seen: uid, creation time, and the
+/// most container restarts seen.
+type Incarnations = std::collections::BTreeMap<String, Vec<(String, String, i32)>>;
+
+/// Runs `tick` on its state every `period` until told to stop; the task
+/// returns the last state.
+fn every<S, F, Fut>(period: Duration, state: S, mut tick: F) -> Background<S>
+where
+    S: Send + 'static,
+    F: FnMut(S) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = S> + Send,
+{
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut state = state;
+        while !*stopped.borrow_and_update() {
+            state = tick(state).await;
+            let _ = tokio::time::timeout(period, stopped.changed()).await;
+        }
+        state
+    });
+    (stop, task)
+}
+
+/// What [`probe_active`] saw.
+struct Outage {
+    /// The longest time without an answer from an active node.
+    longest: Duration,
+    failures: usize,
+    last_ok: std::time::Instant,
+}
+
 /// Polls the active node through the cluster's active Service every 200 ms
-/// until told to stop; returns the longest time without an answer from an
-/// active node and how many probes failed.
+/// until told to stop.
 fn probe_active(
     resolver: std::sync::Arc<test_support::node_agent::ClusterResolver>,
     url: String,
     ca_pem: String,
-) -> (
-    tokio::sync::watch::Sender<bool>,
-    tokio::task::JoinHandle<(Duration, usize)>,
-) {
-    let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(async move {
-        let mut last_ok = std::time::Instant::now();
-        let mut longest = Duration::ZERO;
-        let mut failures = 0;
-        while !*stopped.borrow_and_update() {
-            // A new connection each time, so DNS follows the active label.
-            let http = reqwest::Client::builder()
-                .dns_resolver(resolver.clone())
-                .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
-                .timeout(Duration::from_secs(2))
-                .build()
-                .unwrap();
+) -> Background<Outage> {
+    let start = Outage {
+        longest: Duration::ZERO,
+        failures: 0,
+        last_ok: std::time::Instant::now(),
+    };
+    every(Duration::from_millis(200), start, move |mut seen| {
+        // A new connection each time, so DNS follows the active label.
+        let http = reqwest::Client::builder()
+            .dns_resolver(resolver.clone())
+            .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()])
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let url = url.clone();
+        async move {
             let ok = http
                 .get(&url)
                 .send()
@@ -438,16 +884,14 @@ fn probe_active(
                 .is_ok_and(|r| r.status() == reqwest::StatusCode::OK);
             let now = std::time::Instant::now();
             if ok {
-                last_ok = now;
+                seen.last_ok = now;
             } else {
-                failures += 1;
+                seen.failures += 1;
             }
-            longest = longest.max(now - last_ok);
-            let _ = tokio::time::timeout(Duration::from_millis(200), stopped.changed()).await;
+            seen.longest = seen.longest.max(now - seen.last_ok);
+            seen
         }
-        (longest, failures)
-    });
-    (stop, task)
+    })
 }
 
 /// Waits until every pod runs the StatefulSet's newest template and the
@@ -552,7 +996,11 @@ async fn config_change_and_certificate_rotation_roll_through_the_gate() {
         rolled_out(&client, "dev", 3, generation, Duration::from_secs(300)).await;
         let took = started.elapsed();
         stop.send(true).unwrap();
-        let (longest_gap, failures) = probe.await.unwrap();
+        let Outage {
+            longest: longest_gap,
+            failures,
+            ..
+        } = probe.await.unwrap();
         gaps.push((step, longest_gap));
         report.push(format!(
             "{step}: rollout {:.1}s, active node unreachable at most {:.1}s ({failures} failed probes)",
@@ -592,7 +1040,7 @@ async fn config_change_and_certificate_rotation_roll_through_the_gate() {
     drop(running);
 }
 
-/// [`start`] with the backup and restore binaries as images, and an S3
+/// [`start`] with the backup, restore and upgrade binaries as images, and an S3
 /// server on the pods' bridge whose keys are in the Secret `s3-credentials`.
 async fn with_object_storage() -> (
     ControlPlane,
@@ -608,6 +1056,10 @@ async fn with_object_storage() -> (
         .with_binary(
             "openbao-operator/restore",
             &test_support::tools::workspace_binary("restore").unwrap(),
+        )
+        .with_binary(
+            "openbao-operator/upgrade",
+            &test_support::tools::workspace_binary("upgrade").unwrap(),
         );
     let (plane, client, agent) = start_with(NodeAgentOptions {
         images,
@@ -661,11 +1113,14 @@ fn backed_up(endpoint: &str, schedule: &str, trigger: &str) -> serde_json::Value
 
 /// The controller, running the Jobs from [`with_object_storage`]'s images.
 async fn start_controller(plane: &ControlPlane, agent: &NodeAgent) -> Running {
-    Running::start_with(plane, agent.resolver(), |settings| {
-        settings.backup_image = "openbao-operator/backup:e2e".into();
-        settings.restore_image = "openbao-operator/restore:e2e".into();
-    })
-    .await
+    Running::start_with(plane, agent.resolver(), job_images).await
+}
+
+/// The Jobs' images as [`with_object_storage`] maps them.
+fn job_images(settings: &mut controller::context::Settings) {
+    settings.backup_image = "openbao-operator/backup:e2e".into();
+    settings.restore_image = "openbao-operator/restore:e2e".into();
+    settings.upgrade_image = "openbao-operator/upgrade:e2e".into();
 }
 
 /// A client for the cluster's active node (through cluster DNS) holding
@@ -1513,14 +1968,9 @@ async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
     // Status may observe the new generation while the restore still holds
     // the template back: wait for the pods to run the new version itself.
     poll_until(Duration::from_secs(300), "every pod on 2.7.2", || async {
-        let pods = Api::<Pod>::namespaced(client.clone(), NS)
-            .list(
-                &kube::api::ListParams::default()
-                    .labels("openbao.org/cluster=rs,!batch.kubernetes.io/job-name"),
-            )
-            .await?;
-        Ok(pods.items.len() == 3
-            && pods.items.iter().all(|p| {
+        let pods = cluster_pods(&client, "rs").await;
+        Ok(pods.len() == 3
+            && pods.iter().all(|p| {
                 p.spec.as_ref().is_some_and(|s| {
                     s.containers[0]
                         .image
@@ -1541,14 +1991,7 @@ async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
         .completion_time
         .unwrap()
         .0;
-    for pod in Api::<Pod>::namespaced(client.clone(), NS)
-        .list(
-            &kube::api::ListParams::default()
-                .labels("openbao.org/cluster=rs,!batch.kubernetes.io/job-name"),
-        )
-        .await
-        .unwrap()
-    {
+    for pod in cluster_pods(&client, "rs").await {
         let image = pod.spec.as_ref().unwrap().containers[0].image.clone();
         assert!(
             image.as_deref().is_some_and(|i| i.ends_with(":2.7.2")),

@@ -12,8 +12,14 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use job_runtime::connection::parse_duration;
 use job_runtime::{ExitCode, JobError, OpenBaoArgs};
+use object_store::ObjectStoreExt;
 use openbao_client::raft::AutopilotState;
 use serde_json::json;
+use snapshot_store::layout::cluster_folder;
+use snapshot_store::store::DestinationOptions;
+use snapshot_store::upload::{Origin, UploadError, upload_snapshot};
+use snapshot_store::{Destination, StoreError};
+use tokio_util::sync::CancellationToken;
 
 const JOB: &str = "upgrade";
 const DEFAULT_ROLE: &str = "openbao-operator-upgrade";
@@ -21,9 +27,11 @@ const DEFAULT_ROLE: &str = "openbao-operator-upgrade";
 /// OpenBao upgrade Job.
 ///
 /// Logs in with the upgrade JWT role and performs one step of a rolling
-/// upgrade: `preflight` before the first pod is replaced, `step-down`
-/// before the leader is replaced (last), `verify` after the last. Its
-/// policy holds only those paths: it reads no secret and cannot restore.
+/// upgrade: `preflight` before the first pod is replaced, `snapshot` (the
+/// pre-upgrade backup, streamed to the backup destination with its
+/// manifest), `step-down` before the leader is replaced (last), `verify`
+/// after the last. Its policy holds only those paths: it reads no secret
+/// and cannot restore.
 #[derive(Parser, Debug)]
 #[command(version, after_help = ExitCode::help_table())]
 struct Args {
@@ -43,7 +51,13 @@ enum Command {
     Preflight {
         #[arg(long, env = "UPGRADE_MIN_FAILURE_TOLERANCE", default_value_t = 1)]
         min_failure_tolerance: i64,
+        #[command(flatten)]
+        settle: Settle,
     },
+    /// Streams a pre-upgrade snapshot from the active node into the
+    /// backup destination and writes its manifest last, like a backup
+    /// (the restore accepts it).
+    Snapshot(SnapshotArgs),
     /// Steps the active node down and waits until another node is active.
     StepDown {
         #[arg(long, env = "UPGRADE_WAIT_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
@@ -56,7 +70,44 @@ enum Command {
         target_version: String,
         #[arg(long, env = "UPGRADE_EXPECTED_VOTERS", value_delimiter = ',')]
         expected_voters: Vec<String>,
+        #[command(flatten)]
+        settle: Settle,
     },
+}
+
+/// How long a check keeps re-reading autopilot before it reports what is
+/// wrong: a node that just restarted is unhealthy, and reports no version,
+/// until autopilot's stabilization time has passed.
+#[derive(clap::Args, Debug)]
+struct Settle {
+    /// Re-check every 2 s for this long before failing (0s: check once).
+    #[arg(long = "settle-timeout", env = "UPGRADE_SETTLE_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(clap::Args, Debug)]
+struct SnapshotArgs {
+    /// Where backups go: s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or file:///dir.
+    #[arg(long, env = "UPGRADE_DESTINATION")]
+    destination: String,
+    /// Namespace of the OpenBaoCluster (part of the object path and the manifest).
+    #[arg(long, env = "UPGRADE_NAMESPACE")]
+    namespace: String,
+    /// Name of the OpenBaoCluster.
+    #[arg(long, env = "UPGRADE_CLUSTER")]
+    cluster: String,
+    /// The OpenBaoCluster's metadata.uid, recorded in the manifest.
+    #[arg(long, env = "UPGRADE_CLUSTER_UID")]
+    cluster_uid: Option<String>,
+    /// S3-compatible endpoint URL (MinIO, versitygw, ...).
+    #[arg(long, env = "UPGRADE_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// GCS endpoint URL (an emulator).
+    #[arg(long, env = "UPGRADE_GCS_ENDPOINT")]
+    gcs_endpoint: Option<String>,
+    /// The destination is a local emulator: unsigned requests, no credential lookup.
+    #[arg(long, env = "UPGRADE_STORAGE_EMULATOR")]
+    storage_emulator: bool,
 }
 
 #[tokio::main]
@@ -67,7 +118,12 @@ async fn main() -> std::process::ExitCode {
         JOB,
         "upgrade step done",
         result_file.as_deref(),
-        |_stop| async move { run(&args).await },
+        |stop| async move {
+            match &args.step {
+                Command::Snapshot(snapshot) => pre_upgrade_snapshot(&args, snapshot, &stop).await,
+                _ => run(&args).await,
+            }
+        },
     )
     .await
 }
@@ -76,23 +132,50 @@ fn verification(problems: Vec<String>) -> JobError {
     JobError::new(ExitCode::Verification, problems.join("; "))
 }
 
-async fn run(args: &Args) -> Result<serde_json::Value, JobError> {
-    let node = args.openbao.connect(DEFAULT_ROLE).await?;
-    let state = node.client.autopilot_state().await.map_err(|e| {
+/// Reads autopilot's view of the cluster.
+async fn autopilot_state(client: &openbao_client::Client) -> Result<AutopilotState, JobError> {
+    client.autopilot_state().await.map_err(|e| {
         JobError::from_openbao(
             ExitCode::Unexpected,
             "read sys/storage/raft/autopilot/state",
             e,
         )
-    })?;
+    })
+}
+
+/// Autopilot's state once `problems` finds nothing, re-read every 2 s
+/// until `settle` has passed; then the problems of the last read.
+async fn settled(
+    client: &openbao_client::Client,
+    settle: &Settle,
+    problems: impl Fn(&AutopilotState) -> Vec<String>,
+) -> Result<AutopilotState, JobError> {
+    let deadline = Instant::now() + settle.timeout;
+    loop {
+        let state = autopilot_state(client).await?;
+        let found = problems(&state);
+        if found.is_empty() {
+            return Ok(state);
+        }
+        if Instant::now() >= deadline {
+            return Err(verification(found));
+        }
+        tracing::info!(problems = %found.join("; "), "waiting for the cluster to settle");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn run(args: &Args) -> Result<serde_json::Value, JobError> {
+    let node = args.openbao.connect(DEFAULT_ROLE).await?;
     match &args.step {
         Command::Preflight {
             min_failure_tolerance,
+            settle,
         } => {
-            let problems = preflight_problems(&state, *min_failure_tolerance);
-            if !problems.is_empty() {
-                return Err(verification(problems));
-            }
+            let state = settled(&node.client, settle, |state| {
+                preflight_problems(state, *min_failure_tolerance)
+            })
+            .await?;
             Ok(json!({
                 "step": "preflight",
                 "versions": versions(&state),
@@ -101,8 +184,9 @@ async fn run(args: &Args) -> Result<serde_json::Value, JobError> {
                 "failureTolerance": state.failure_tolerance,
             }))
         }
+        Command::Snapshot(_) => unreachable!("the snapshot step runs on its own"),
         Command::StepDown { wait_timeout } => {
-            let previous = state.leader.clone();
+            let previous = autopilot_state(&node.client).await?.leader;
             node.client.step_down().await.map_err(|e| {
                 JobError::from_openbao(
                     ExitCode::Unexpected,
@@ -116,11 +200,12 @@ async fn run(args: &Args) -> Result<serde_json::Value, JobError> {
         Command::Verify {
             target_version,
             expected_voters,
+            settle,
         } => {
-            let problems = verify_problems(&state, target_version, expected_voters);
-            if !problems.is_empty() {
-                return Err(verification(problems));
-            }
+            let state = settled(&node.client, settle, |state| {
+                verify_problems(state, target_version, expected_voters)
+            })
+            .await?;
             Ok(json!({
                 "step": "verify",
                 "version": target_version,
@@ -129,6 +214,87 @@ async fn run(args: &Args) -> Result<serde_json::Value, JobError> {
             }))
         }
     }
+}
+
+/// The pre-upgrade snapshot: the backup's own code path (snapshot-store),
+/// under the upgrade identity. One attempt: the controller reports a
+/// failure and `spec.upgrade.retry` runs it again.
+async fn pre_upgrade_snapshot(
+    args: &Args,
+    snapshot_args: &SnapshotArgs,
+    stop: &CancellationToken,
+) -> Result<serde_json::Value, JobError> {
+    let storage = |error: StoreError| {
+        JobError::new(
+            ExitCode::Storage,
+            format!(
+                "{error}; check the backup destination and its credentials, then retry the upgrade step"
+            ),
+        )
+    };
+    let destination = Destination::open(
+        &snapshot_args.destination,
+        &DestinationOptions {
+            s3_endpoint: snapshot_args.s3_endpoint.clone(),
+            gcs_endpoint: snapshot_args.gcs_endpoint.clone(),
+            emulator: snapshot_args.storage_emulator,
+        },
+    )
+    .map_err(|e| JobError::new(ExitCode::Config, e.to_string()))?;
+    let folder = cluster_folder(
+        &destination.prefix,
+        &snapshot_args.namespace,
+        &snapshot_args.cluster,
+    );
+    let node = args.openbao.connect(DEFAULT_ROLE).await?;
+    tracing::info!(address = %node.address, version = %node.health.body.version, "streaming the pre-upgrade snapshot from the active node");
+    let stream = node
+        .client
+        .snapshot()
+        .await
+        .map_err(|e| JobError::from_openbao(ExitCode::Snapshot, "starting the snapshot", e))?;
+    let interrupted = || {
+        JobError::new(
+            ExitCode::Interrupted,
+            "stopped by a signal before the snapshot was stored; no manifest was written",
+        )
+    };
+    let uploaded = upload_snapshot(&destination, &folder, stream, stop)
+        .await
+        .map_err(|error| match error {
+            UploadError::Source(e) => {
+                JobError::from_openbao(ExitCode::Snapshot, "reading the snapshot stream", e)
+            }
+            UploadError::Store(e) => storage(e),
+            UploadError::Interrupted => interrupted(),
+        })?;
+    let manifest = uploaded.manifest(Origin {
+        cluster: snapshot_args.cluster.clone(),
+        namespace: snapshot_args.namespace.clone(),
+        cluster_id: node.health.body.cluster_id.clone(),
+        kubernetes_uid: snapshot_args.cluster_uid.clone(),
+        openbao_version: node.health.body.version.clone(),
+    });
+    if stop.is_cancelled() {
+        let _ = destination.store.delete(&uploaded.snapshot).await;
+        return Err(interrupted());
+    }
+    let manifest_object = uploaded
+        .write_manifest(&destination, &folder, &manifest)
+        .await
+        .map_err(storage)?;
+    tracing::info!(snapshot = %uploaded.snapshot, size = uploaded.size, "pre-upgrade snapshot written");
+    Ok(json!({
+        "step": "snapshot",
+        "destination": destination.url,
+        "backup": format!("{}-{}", uploaded.name.stamp, uploaded.name.id),
+        "snapshot": manifest.snapshot,
+        "manifest": manifest_object.to_string(),
+        "size": manifest.size,
+        "sha256": manifest.sha256,
+        "openbaoVersion": manifest.openbao_version,
+        "raftIndex": manifest.raft_index,
+    }))
 }
 
 /// Polls for an active node other than `previous`.

@@ -27,7 +27,7 @@ fn details(run: &JobRun, code: i32) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn preflight_step_down_and_verify_with_the_upgrade_identity() {
+async fn preflight_snapshot_step_down_and_verify_with_the_upgrade_identity() {
     let bao = BaoCluster::start(BaoClusterOptions {
         nodes: 3,
         ..Default::default()
@@ -46,6 +46,8 @@ async fn preflight_step_down_and_verify_with_the_upgrade_identity() {
         ("OPENBAO_AUTH", "token".into()),
         ("OPENBAO_TOKEN_FILE", token.display().to_string()),
         ("OPENBAO_DISCOVERY_TIMEOUT", "20s".into()),
+        // Refusals at once; the wait is checked below.
+        ("UPGRADE_SETTLE_TIMEOUT", "0s".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -118,6 +120,58 @@ async fn preflight_step_down_and_verify_with_the_upgrade_identity() {
             .unwrap()
             .contains("membership is inconsistent")
     );
+
+    // Snapshot: the pre-upgrade backup and its manifest land in the
+    // cluster's folder of the backup destination, read with the upgrade
+    // identity.
+    let mut s3 = test_support::S3Server::start("upgrades").await.unwrap();
+    let mut storage_env = env.clone();
+    storage_env.extend(
+        [
+            ("AWS_ACCESS_KEY_ID", s3.access_key_id().to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key().to_owned()),
+            ("AWS_REGION", test_support::s3::REGION.to_owned()),
+            ("UPGRADE_DESTINATION", "s3://upgrades/pre".to_owned()),
+            ("UPGRADE_S3_ENDPOINT", s3.endpoint.clone()),
+            ("UPGRADE_NAMESPACE", "team-a".to_owned()),
+            ("UPGRADE_CLUSTER", "vault".to_owned()),
+            ("UPGRADE_CLUSTER_UID", "uid-1".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let stored = upgrade(&storage_env, &["snapshot"]).await;
+    let result = details(&stored, 0);
+    let folder = s3.data_dir().join("upgrades/pre/team-a/vault");
+    let object = |key: &str| {
+        let name = result["details"][key]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        std::fs::read(folder.join(name)).unwrap()
+    };
+    let snapshot = object("snapshot");
+    assert_eq!(
+        result["details"]["size"].as_u64(),
+        Some(snapshot.len() as u64),
+        "{result}"
+    );
+    let manifest: Value = serde_json::from_slice(&object("manifest")).unwrap();
+    assert_eq!(
+        manifest["sha256"], result["details"]["sha256"],
+        "{manifest}"
+    );
+    assert_eq!(manifest["openbaoVersion"], bao.version(), "{manifest}");
+    // The storage down: a storage failure that says what to check, without
+    // the storage's keys.
+    s3.stop();
+    let failed = upgrade(&storage_env, &["snapshot"]).await;
+    let refused = details(&failed, 6);
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("backup destination"), "{message}");
+    assert!(!failed.output().contains(s3.secret_access_key()));
 
     // Step-down: another node becomes active.
     let stepped = upgrade(&env, &["step-down"]).await;

@@ -326,4 +326,14 @@ pub enum OperationKind {
     Drill,
     /// An `OpenBaoRestore` replacing the cluster's data.
     Restore,
+    /// A version upgrade, from its preflight to its verification.
+    Upgrade,
+}
+
+impl OperationKind {
+    /// Whether the backup step releases this lock when its Job ends (a
+    /// restore or an upgrade runs several steps and releases its own).
+    pub fn released_by_backup_step(self) -> bool {
+        matches!(self, Self::Backup | Self::Drill)
+    }
 }

@@ -120,6 +120,20 @@ pub struct UpgradePolicy {
     /// major version.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_skipping_versions: bool,
+    /// Upgrade without a pre-upgrade snapshot when `spec.backup` is not
+    /// set. Without it, such an upgrade waits until backups are configured.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_without_snapshot: bool,
+    /// Set to a new value to run the failed upgrade step again
+    /// (`status.upgrade.step`); the value itself means nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub retry: Option<String>,
+    /// Stop the upgrade before its next step or pod. Nothing is
+    /// downgraded: pods already on the new version stay on it. Set it back
+    /// to false to go on from where it stopped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abort: bool,
 }
 
 fn image_rule() -> String {
@@ -1267,6 +1281,9 @@ pub struct OpenBaoClusterStatus {
     /// The `spec.restoreFrom` restore, once it completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored_from: Option<crate::restore::RestoredFrom>,
+    /// The last version upgrade: where it is, or how it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<crate::upgrade::UpgradeStatus>,
 }
 
 /// Cluster-wide Raft health from autopilot.
@@ -1355,9 +1372,15 @@ impl OpenBaoClusterSpec {
 
     /// The image to run: `spec.image`, or the official image at `spec.version`.
     pub fn image(&self) -> String {
+        self.image_at(&self.version)
+    }
+
+    /// The image of `version`: `spec.image` when set (it names its own
+    /// version), else the official image's tag.
+    pub fn image_at(&self, version: &str) -> String {
         self.image
             .clone()
-            .unwrap_or_else(|| format!("{}:{}", DEFAULT_IMAGE_REPOSITORY, self.version))
+            .unwrap_or_else(|| format!("{DEFAULT_IMAGE_REPOSITORY}:{version}"))
     }
 }
 

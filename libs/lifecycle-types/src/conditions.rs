@@ -52,6 +52,10 @@ pub mod types {
     pub const BACKUP_HEALTHY: &str = "BackupHealthy";
     /// The last restore drill restored the newest backup.
     pub const BACKUP_VERIFIED: &str = "BackupVerified";
+    /// Present once `spec.version` differs from the running version: True
+    /// while an upgrade runs, False when it waits, failed, was aborted or
+    /// completed (the reason says which).
+    pub const UPGRADING: &str = "Upgrading";
 }
 
 /// Condition types of `OpenBaoRestore`, shaped like a Job's so that
@@ -132,6 +136,17 @@ pub mod reasons {
     // BackupVerified (failures carry the drill Job's exit-code reason).
     pub const DRILL_PASSED: &str = "DrillPassed";
     pub const NO_DRILL_YET: &str = "NoDrillYet";
+
+    // Upgrading.
+    pub const UPGRADE_RUNNING: &str = "UpgradeRunning";
+    /// The version change waits: the cluster is not healthy, another
+    /// operation holds it, or there is nowhere to put the pre-upgrade
+    /// snapshot.
+    pub const UPGRADE_WAITING: &str = "UpgradeWaiting";
+    /// A step failed; `spec.upgrade.retry` runs it again.
+    pub const UPGRADE_FAILED: &str = "UpgradeFailed";
+    pub const UPGRADE_ABORTED: &str = "UpgradeAborted";
+    pub const UPGRADE_COMPLETE: &str = "UpgradeComplete";
 
     // Degraded.
     pub const RAFT_UNHEALTHY: &str = "RaftUnhealthy";

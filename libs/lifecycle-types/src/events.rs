@@ -18,6 +18,12 @@ pub mod reasons {
     pub const RESTORE_STARTED: &str = "RestoreStarted";
     pub const RESTORE_COMPLETED: &str = "RestoreCompleted";
     pub const RESTORE_FAILED: &str = "RestoreFailed";
+    /// An upgrade step's Job started (the message names the step).
+    pub const UPGRADE_STEP_STARTED: &str = "UpgradeStepStarted";
+    pub const UPGRADE_STEP_SUCCEEDED: &str = "UpgradeStepSucceeded";
+    pub const UPGRADE_STEP_FAILED: &str = "UpgradeStepFailed";
+    pub const UPGRADE_ABORTED: &str = "UpgradeAborted";
+    pub const UPGRADE_COMPLETED: &str = "UpgradeCompleted";
 }
 
 /// Event actions (what the controller was doing).
@@ -30,6 +36,7 @@ pub mod actions {
     pub const BACKUP: &str = "Backup";
     pub const DRILL: &str = "Drill";
     pub const RESTORE: &str = "Restore";
+    pub const UPGRADE: &str = "Upgrade";
     /// A reconcile failed; the reason is the error's.
     pub const RECONCILE: &str = "Reconcile";
 }

@@ -12,6 +12,7 @@ pub mod identities;
 pub mod labels;
 pub mod names;
 pub mod restore;
+pub mod upgrade;
 pub mod validation;
 
 pub use cluster::{OpenBaoCluster, OpenBaoClusterSpec, OpenBaoClusterStatus};

@@ -59,6 +59,11 @@ pub fn restore_service_account(cluster: &str) -> String {
     format!("{cluster}-restore")
 }
 
+/// The upgrade identity's ServiceAccount; it exists only while an upgrade runs.
+pub fn upgrade_service_account(cluster: &str) -> String {
+    format!("{cluster}-upgrade")
+}
+
 /// The restore-drill identity's ServiceAccount (subject of its JWT role).
 pub fn drill_service_account(cluster: &str) -> String {
     format!("{cluster}-drill")

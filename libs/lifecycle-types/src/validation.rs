@@ -1177,6 +1177,7 @@ mod tests {
             let mut allowed = at(to);
             allowed.upgrade = Some(crate::cluster::UpgradePolicy {
                 allow_skipping_versions: true,
+                ..Default::default()
             });
             assert!(refused(from, &allowed).is_empty(), "{from} -> {to} allowed");
         }
@@ -1184,6 +1185,7 @@ mod tests {
         let mut down = at("2.6.2");
         down.upgrade = Some(crate::cluster::UpgradePolicy {
             allow_skipping_versions: true,
+            ..Default::default()
         });
         assert_eq!(
             refused("2.7.2", &down),

@@ -200,17 +200,17 @@ pub fn decide(
     let mut operation = previous.and_then(|s| s.operation.clone());
     let mut decision = Decision::default();
 
-    // The Job that holds the cluster, if it finished (a restore's lock is
-    // the restore step's to release).
+    // The Job that holds the cluster, if it finished (a restore's or an
+    // upgrade's lock is its own step's to release).
     if let Some(lock) = operation
         .clone()
-        .filter(|l| l.kind != OperationKind::Restore)
+        .filter(|l| l.kind.released_by_backup_step())
     {
         let outcome = outcome.unwrap_or(JobOutcome::Running);
         if outcome != JobOutcome::Running {
             operation = None;
             match lock.kind {
-                OperationKind::Restore => {}
+                OperationKind::Restore | OperationKind::Upgrade => {}
                 OperationKind::Backup => {
                     decision.finished = Some(backup_finished(
                         &mut status,

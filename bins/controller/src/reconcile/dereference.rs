@@ -69,6 +69,9 @@ pub async fn kubernetes(
         restore_service_account: caches
             .service_accounts
             .known(ns, &names::restore_service_account(&name)),
+        upgrade_service_account: caches
+            .service_accounts
+            .known(ns, &names::upgrade_service_account(&name)),
         operation_job: operation_job
             .map(|job| caches.jobs.known(ns, job))
             .unwrap_or(Known::Absent),

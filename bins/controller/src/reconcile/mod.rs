@@ -28,6 +28,7 @@ mod rollout;
 mod secrets;
 pub mod snapshot;
 mod tls;
+pub mod upgrade;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -244,6 +245,7 @@ async fn reconcile_inner(
             exposure_problem: None,
             stuck: None,
             backup: backup::BackupView::default(),
+            upgrade: upgrade::UpgradeView::unchanged(cluster),
         };
         // The Degraded transition to InvalidSpec is announced as an Event.
         write_status(cluster, ctx, &seen).await?;
@@ -312,7 +314,8 @@ async fn reconcile_inner(
         } else if let Some(connection) = connection.as_ref().filter(|_| !restoring) {
             // At most one disruptive step: Raft upkeep first, then the gate.
             if raft::step(cluster, ctx, connection, &snapshot).await?
-                || rollout::step(cluster, ctx, connection, &snapshot.openbao).await?
+                || (upgrade::rollout_allowed(cluster)
+                    && rollout::step(cluster, ctx, connection, &snapshot.openbao).await?)
             {
                 next = Next::Soon;
             }
@@ -351,10 +354,20 @@ async fn reconcile_inner(
         may_start,
     )
     .await?;
+    let upgrade = if may_start {
+        let unhealthy = upgrade_blocker(cluster, &snapshot);
+        let (operation, view) =
+            upgrade::step(cluster, ctx, &snapshot, backup.operation.take(), unhealthy).await?;
+        backup.operation = operation;
+        view
+    } else {
+        // Not serving, paused or bootstrapping: the upgrade stays as it was.
+        upgrade::UpgradeView::unchanged(cluster)
+    };
     if backup
         .operation
         .as_ref()
-        .is_some_and(|l| l.kind == OperationKind::Restore)
+        .is_some_and(|l| matches!(l.kind, OperationKind::Restore | OperationKind::Upgrade))
     {
         next = Next::Soon;
     }
@@ -372,11 +385,48 @@ async fn reconcile_inner(
         exposure_problem: stage.exposure_problem.clone(),
         stuck,
         backup,
+        upgrade,
     };
     if write_status(cluster, ctx, &seen).await? {
         tracing::debug!(cluster = %cluster.name_any(), "status updated");
     }
     Ok(next)
+}
+
+/// Why a version change may not start now (`None`: it may): every wanted
+/// pod ready and Raft healthy with a failure tolerance left, as the
+/// preflight Job checks again from inside.
+fn upgrade_blocker(cluster: &OpenBaoCluster, snapshot: &snapshot::Snapshot) -> Option<String> {
+    let view = &snapshot.openbao;
+    if let Some((_, message)) = &view.membership_error {
+        return Some(format!("Raft state cannot be read: {message}"));
+    }
+    let replicas = cluster.spec.replicas.max(1) as usize;
+    if let Some(pod) = view.pods.iter().take(replicas).find(|p| !p.ready) {
+        return Some(format!("{} is not ready", pod.name));
+    }
+    // One change at a time: a roll of another change finishes first, so
+    // the upgrade's roll restarts each pod once.
+    if let Some(pod) = view.pods.iter().take(replicas).find(|p| !p.current) {
+        return Some(format!(
+            "{} still runs an older template (a rollout is in progress)",
+            pod.name
+        ));
+    }
+    let membership = view.membership.as_ref()?;
+    if membership.voters().count() != replicas {
+        return Some(format!(
+            "Raft has {} voters for {replicas} pods",
+            membership.voters().count()
+        ));
+    }
+    if membership.healthy != Some(true) {
+        return Some("autopilot does not report Raft healthy".into());
+    }
+    if replicas >= 3 && membership.failure_tolerance.unwrap_or(0) < 1 {
+        return Some("Raft has no failure tolerance left".into());
+    }
+    None
 }
 
 /// Pods that have run past the grace period and none answers: an error
@@ -532,6 +582,9 @@ async fn announce_transitions(
         let bad = match condition.type_.as_str() {
             types::SEALED | types::DEGRADED => condition.status == ConditionStatus::True,
             types::PRODUCTION_READY => false,
+            types::UPGRADING => {
+                condition.reason == lifecycle_types::conditions::reasons::UPGRADE_FAILED
+            }
             _ => condition.status == ConditionStatus::False,
         };
         // Waiting states before the first pod answers are not news, nor is

@@ -53,6 +53,7 @@ pub struct KnownObjects {
     pub statefulset: Known,
     pub backup_service_account: Known,
     pub restore_service_account: Known,
+    pub upgrade_service_account: Known,
     /// The Job named by `status.operation`.
     pub operation_job: Known,
 }

@@ -190,7 +190,7 @@ pub fn job(
     security["runAsGroup"] = json!(OPENBAO_GID);
     let throwaway = json!({
         "name": THROWAWAY_CONTAINER,
-        "image": cluster.spec.image(),
+        "image": cluster.spec.image_at(lifecycle_types::upgrade::template_version(cluster)),
         // A native sidecar: started before the drill, stopped after it.
         "restartPolicy": "Always",
         "command": ["bao"],

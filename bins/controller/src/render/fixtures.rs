@@ -29,6 +29,20 @@ pub fn development() -> OpenBaoCluster {
     )
 }
 
+/// The development sample backing up to a local S3 endpoint.
+pub fn backed_up() -> OpenBaoCluster {
+    let mut cluster = development();
+    cluster.spec.backup = Some(
+        serde_json::from_value(serde_json::json!({
+            "schedule": "0 * * * *",
+            "destination": {"url": "s3://backups/openbao", "endpoint": "http://127.0.0.1:9000"},
+            "credentials": {"secretRef": "s3-credentials"},
+        }))
+        .expect("a valid backup spec"),
+    );
+    cluster
+}
+
 /// The hardened sample (self-init with a human login).
 pub fn hardened() -> OpenBaoCluster {
     with_identity(

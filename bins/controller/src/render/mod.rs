@@ -19,6 +19,7 @@ pub mod secrets;
 pub mod self_init;
 pub mod services;
 pub mod statefulset;
+pub mod upgrade;
 
 #[cfg(test)]
 pub(crate) mod fixtures;

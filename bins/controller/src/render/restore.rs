@@ -182,23 +182,9 @@ mod tests {
         restore
     }
 
-    /// A Development cluster backing up to a local S3 endpoint.
-    fn backed_up() -> OpenBaoCluster {
-        let mut cluster = fixtures::development();
-        cluster.spec.backup = Some(
-            serde_json::from_value(json!({
-                "schedule": "0 * * * *",
-                "destination": {"url": "s3://backups/openbao", "endpoint": "http://127.0.0.1:9000"},
-                "credentials": {"secretRef": "s3-credentials"},
-            }))
-            .unwrap(),
-        );
-        cluster
-    }
-
     #[test]
     fn the_job_restores_the_named_backup_with_a_ten_minute_token() {
-        let cluster = backed_up();
+        let cluster = fixtures::backed_up();
         let r = restore(
             json!({"cluster": "dev", "source": {"backup": "20261202T080000Z-abc"},
                                "mode": "SealChecked"}),
@@ -239,7 +225,7 @@ mod tests {
 
     #[test]
     fn a_manifest_url_is_read_where_it_lies_with_the_clusters_endpoint() {
-        let cluster = backed_up();
+        let cluster = fixtures::backed_up();
         let manifest = "s3://copies/2026/20261202T080000Z-abc.json";
         let r = restore(json!({"cluster": "dev", "source": {"manifest": manifest}}));
         let value = serde_json::to_value(job(&cluster, &r, "x").unwrap()).unwrap();

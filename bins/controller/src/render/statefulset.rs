@@ -197,7 +197,7 @@ pub fn statefulset(cluster: &OpenBaoCluster, inputs: &Inputs) -> Result<Stateful
     };
     let mut container = json!({
         "name": names::CONTAINER,
-        "image": spec.image(),
+        "image": spec.image_at(lifecycle_types::upgrade::template_version(cluster)),
         // The image's entrypoint script would add its own -config folder
         // and dev flags; run the server directly.
         "command": ["bao"],

@@ -36,11 +36,12 @@ const API_PORT: u16 = 8200;
 /// OpenBao JWT role).
 const OPERATOR_NAMESPACE: &str = "openbao-operator-system";
 const SAMPLE: &str = "manifests/samples/openbaocluster-development.yaml";
-/// Images of the backup and restore-drill Jobs, as the controller is told
-/// (`--backup-image`, `--restore-image`) and the node agent maps them to
-/// the workspace's binaries.
+/// Images of the backup, restore-drill and upgrade Jobs, as the controller
+/// is told (`--backup-image`, `--restore-image`, `--upgrade-image`) and the
+/// node agent maps them to the workspace's binaries.
 const BACKUP_IMAGE: &str = "openbao-operator/backup:dev";
 const RESTORE_IMAGE: &str = "openbao-operator/restore:dev";
+const UPGRADE_IMAGE: &str = "openbao-operator/upgrade:dev";
 /// How long to wait, once the cluster is Available, for the first backup and
 /// then for its restore drill; devenv goes on (and says so) after either.
 const BACKUP_WAIT: Duration = Duration::from_secs(180);
@@ -102,7 +103,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("starting the node agent (kubelet stand-in, kube-scheduler, cluster DNS)...");
     let images = ImageMap::default()
         .with_binary(image_repository(BACKUP_IMAGE), &sibling_binary("backup")?)
-        .with_binary(image_repository(RESTORE_IMAGE), &sibling_binary("restore")?);
+        .with_binary(image_repository(RESTORE_IMAGE), &sibling_binary("restore")?)
+        .with_binary(image_repository(UPGRADE_IMAGE), &sibling_binary("upgrade")?);
     let agent = NodeAgent::start(
         &plane,
         NodeAgentOptions {
@@ -434,6 +436,7 @@ async fn start_controller(
         format!("--health-bind-address=127.0.0.1:{metrics_port}"),
         format!("--backup-image={BACKUP_IMAGE}"),
         format!("--restore-image={RESTORE_IMAGE}"),
+        format!("--upgrade-image={UPGRADE_IMAGE}"),
     ];
     let envs = vec![
         (

@@ -113,6 +113,9 @@ pub(crate) struct Shared {
     pub logs: Mutex<HashMap<(String, String, String), Vec<PathBuf>>>,
     /// `(namespace, pod)` to the folder of its latest incarnation.
     pub pod_dirs: Mutex<HashMap<(String, String), PathBuf>>,
+    /// `(namespace, pod, container)` to the process group of its latest
+    /// instance, so a test can crash it.
+    pub processes: Mutex<HashMap<(String, String, String), u32>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -170,6 +173,7 @@ impl NodeAgent {
             probe_http: probes::probe_http_client()?,
             logs: Mutex::new(HashMap::new()),
             pod_dirs: Mutex::new(HashMap::new()),
+            processes: Mutex::new(HashMap::new()),
         });
         let table = dns::DnsTable::default();
         let mut agent = Self {
@@ -301,6 +305,31 @@ impl NodeAgent {
     /// Name of the agent's bridge interface.
     pub fn bridge_name(&self) -> &str {
         &self.bridge.name
+    }
+
+    /// Crashes a running container (SIGKILL to its process group), as an
+    /// out-of-memory kill would: the pod stays, and its restart policy
+    /// starts the container again.
+    pub fn kill_container(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> anyhow::Result<()> {
+        let key = (namespace.to_owned(), pod.to_owned(), container.to_owned());
+        let pgid = self
+            .shared
+            .processes
+            .lock()
+            .ok()
+            .and_then(|p| p.get(&key).copied())
+            .filter(|pgid| self.shared.registry.pids().contains(pgid))
+            .with_context(|| format!("no running container {container} in {namespace}/{pod}"))?;
+        nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pgid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .with_context(|| format!("kill container {container} in {namespace}/{pod}"))
     }
 
     /// The log of the current (or last) instance of a container.

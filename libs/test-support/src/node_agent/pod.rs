@@ -856,6 +856,12 @@ impl Worker {
             log_path: log_path.clone(),
         };
         let process = ContainerProcess::start(&launch, &self.shared.registry)?;
+        if let Ok(mut processes) = self.shared.processes.lock() {
+            processes.insert(
+                (self.ns.clone(), self.name.clone(), spec.name.clone()),
+                process.pid(),
+            );
+        }
         if let Ok(mut logs) = self.shared.logs.lock() {
             logs.entry((self.ns.clone(), self.name.clone(), spec.name.clone()))
                 .or_default()
