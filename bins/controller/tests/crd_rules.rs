@@ -75,7 +75,7 @@ async fn cel_rules_and_code_agree_on_every_rule() {
         (
             "backup-with-drill",
             json!({"version": "2.7.2", "backup": {"schedule": "0 */6 * * *", "timeZone": "Europe/Berlin",
-                   "destination": {"url": "s3://backups/p", "endpoint": "http://127.0.0.1:9000"},
+                   "destination": {"url": "s3://backups/p", "endpoint": "http://10.0.0.5:9000"},
                    "credentials": {"secretRef": "s3"},
                    "retention": {"keepLast": 7, "maxAge": "30d"},
                    "objectLock": {"mode": "Compliance", "days": 30},
@@ -298,7 +298,7 @@ async fn cel_rules_and_code_agree_on_every_rule() {
         (
             "endpoint-for-azure",
             json!({"version": "2.7.2", "backup": {"schedule": "0 * * * *",
-                   "destination": {"url": "az://backups/p", "endpoint": "http://127.0.0.1:1"}}}),
+                   "destination": {"url": "az://backups/p", "endpoint": "http://10.0.0.5:1"}}}),
             "spec.backup.destination.endpoint",
         ),
         (

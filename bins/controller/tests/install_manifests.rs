@@ -126,12 +126,15 @@ fn rendered_manifests_have_no_wildcards_and_follow_the_conventions() {
         assert_eq!(
             role_names,
             [
+                "openbao-operator-admin",
                 "openbao-operator-controller",
+                "openbao-operator-editor",
                 "openbao-operator-leader-election",
                 OPENBAO_PODS_CLUSTER_ROLE,
                 "openbao-operator-token-request",
+                "openbao-operator-viewer",
             ],
-            "{dir}: the controller's ClusterRole, the OpenBao pods' ClusterRole, leader election and TokenRequest"
+            "{dir}: the controller's ClusterRole, the OpenBao pods' ClusterRole, leader election, TokenRequest and the users' roles"
         );
         let roles: Vec<&Value> = of_kind(&docs, "ClusterRole")
             .into_iter()
@@ -936,11 +939,101 @@ async fn installs_on_a_real_api_server_with_least_privilege_rbac() {
     );
 
     confining_the_controller_to_namespaces_confines_secrets(&admin).await;
+    users_get_the_operators_kinds_through_the_default_roles(&admin).await;
 
     let controller = controller_client(&plane).await;
     leader_election_works_as_the_controller(&controller).await;
     the_controller_mints_tokens_for_itself_only(&controller).await;
     the_controller_applies_and_deletes_a_clusters_objects(&admin, &controller).await;
+}
+
+/// manifests/base/user-roles.yaml: whoever holds Kubernetes' `view`,
+/// `edit` or `admin` in a namespace gets the operator's kinds there (read;
+/// read and write; read and write), never their status, and nothing in a
+/// namespace where they hold nothing.
+async fn users_get_the_operators_kinds_through_the_default_roles(admin: &kube::Client) {
+    let users = [("vera", "view"), ("eddie", "edit"), ("ada", "admin")];
+    for (user, role) in users {
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": format!("{user}-{role}"), "namespace": TENANT},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        }))
+        .unwrap();
+        Api::<RoleBinding>::namespaced(admin.clone(), TENANT)
+            .create(&PostParams::default(), &binding)
+            .await
+            .unwrap();
+    }
+    let person = |user: &str| Subject {
+        user: user.into(),
+        groups: vec!["system:authenticated".into()],
+    };
+    // The controller-manager aggregates the rules in the background.
+    poll_until(
+        Duration::from_secs(60),
+        "the operator's kinds aggregated into view, edit and admin",
+        || async {
+            let mut all = true;
+            for (user, _) in users {
+                all &= allows(
+                    admin,
+                    &person(user),
+                    ("list", "openbao.org/openbaoclusters", TENANT, ""),
+                )
+                .await;
+            }
+            Ok(all)
+        },
+    )
+    .await
+    .unwrap();
+    let reads = [
+        ("get", "openbao.org/openbaoclusters"),
+        ("list", "openbao.org/openbaoclusters"),
+        ("watch", "openbao.org/openbaorestores"),
+        ("get", "openbao.org/openbaoclusters/status"),
+    ];
+    let writes = [
+        ("create", "openbao.org/openbaoclusters"),
+        ("patch", "openbao.org/openbaoclusters"),
+        ("delete", "openbao.org/openbaoclusters"),
+        ("create", "openbao.org/openbaorestores"),
+    ];
+    let never = [
+        ("patch", "openbao.org/openbaoclusters/status"),
+        ("update", "openbao.org/openbaorestores/status"),
+    ];
+    let mut wrong = Vec::new();
+    for (user, role) in users {
+        let mut rows: Vec<(Row, bool)> = Vec::new();
+        for (verb, resource) in reads {
+            rows.push((((verb, resource, TENANT, ""), "read"), true));
+            rows.push((
+                ((verb, resource, "elsewhere", ""), "no binding there"),
+                false,
+            ));
+        }
+        for (verb, resource) in writes {
+            rows.push((((verb, resource, TENANT, ""), "write"), role != "view"));
+            rows.push((
+                ((verb, resource, "elsewhere", ""), "no binding there"),
+                false,
+            ));
+        }
+        for (verb, resource) in never {
+            rows.push((
+                (
+                    (verb, resource, TENANT, ""),
+                    "only the controller reports status",
+                ),
+                false,
+            ));
+        }
+        let title = format!("SubjectAccessReview of a user holding {role} in {TENANT}");
+        wrong.extend(review_table(admin, &person(user), &title, &rows).await);
+    }
+    assert!(wrong.is_empty(), "users' roles:\n{}", wrong.join("\n"));
 }
 
 /// The recipe in manifests/README.md for `--watch-namespaces`: the

@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod cluster;
 pub mod conditions;
+pub mod endpoints;
 pub mod events;
 pub mod identities;
 pub mod labels;

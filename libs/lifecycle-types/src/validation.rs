@@ -532,6 +532,44 @@ pub fn validate_spec(spec: &OpenBaoClusterSpec) -> Vec<FieldError> {
         }
     }
 
+    // Where the Jobs and pods connect: never the node, the link or a
+    // metadata service; in a Hardened cluster only over TLS.
+    let endpoints = [
+        (
+            "spec.unseal.transit.address",
+            unseal.transit.as_ref().map(|t| t.address.as_str()),
+        ),
+        (
+            "spec.backup.destination.endpoint",
+            spec.backup
+                .as_ref()
+                .and_then(|b| b.destination.endpoint.as_deref()),
+        ),
+        (
+            "spec.restoreFrom.destination.endpoint",
+            spec.restore_from
+                .as_ref()
+                .and_then(|r| r.destination.as_ref())
+                .and_then(|d| d.endpoint.as_deref()),
+        ),
+    ];
+    for (field, endpoint) in endpoints {
+        let Some(endpoint) = endpoint else { continue };
+        if let Some(why) = crate::endpoints::forbidden_endpoint(endpoint) {
+            fail(field.into(), why);
+        } else if spec.profile == Profile::Hardened
+            && field != "spec.unseal.transit.address"
+            && !endpoint.starts_with("https://")
+        {
+            fail(
+                field.into(),
+                format!(
+                    "{endpoint:?} is not https:// but spec.profile is Hardened: snapshots and storage credentials would cross the network in plain text; serve the storage over TLS or use profile Development"
+                ),
+            );
+        }
+    }
+
     if spec
         .restore_from
         .as_ref()
@@ -604,6 +642,34 @@ pub fn validate_update(old: &OpenBaoClusterSpec, new: &OpenBaoClusterSpec) -> Ve
             message: "cannot change after creation: initialization happens once; create a new OpenBaoCluster instead".into(),
         });
     }
+    errors.extend(validate_storage_change(&old.storage, &new.storage));
+    errors
+}
+
+/// Volumes only grow (a PersistentVolumeClaim cannot shrink) and keep
+/// their StorageClass. The messages are the admission policy's own.
+pub fn validate_storage_change(
+    old: &crate::cluster::StorageSpec,
+    new: &crate::cluster::StorageSpec,
+) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if let (Some(before), Some(after)) = (quantity_value(&old.size.0), quantity_value(&new.size.0))
+        && after < before
+    {
+        errors.push(FieldError {
+            field: "spec.storage.size".into(),
+            message: format!(
+                "cannot shrink from {} to {}: a PersistentVolumeClaim only grows; set it to {} or more",
+                old.size.0, new.size.0, old.size.0
+            ),
+        });
+    }
+    if old.storage_class_name != new.storage_class_name {
+        errors.push(FieldError {
+            field: "spec.storage.storageClassName".into(),
+            message: "cannot change after creation: the volumes exist in their StorageClass; set it back, or restore a backup into a new cluster".into(),
+        });
+    }
     errors
 }
 
@@ -615,6 +681,65 @@ pub fn plain_transit_address(spec: &OpenBaoClusterSpec) -> Option<&str> {
     let transit = spec.unseal.transit.as_ref()?;
     (spec.unseal.type_ == UnsealType::Transit && !transit.address.starts_with("https://"))
         .then_some(transit.address.as_str())
+}
+
+/// Secrets the spec names that the operator itself manages for the
+/// cluster `name` (its seal key, CA, server certificate, root token): a
+/// spec may not point the operator's Jobs or pods at them.
+pub fn validate_references(name: &str, spec: &OpenBaoClusterSpec) -> Vec<FieldError> {
+    let managed = [
+        crate::names::unseal_secret(name),
+        crate::names::tls_ca_secret(name),
+        crate::names::tls_server_secret(name),
+        crate::names::root_token_secret(name),
+    ];
+    let mut references: Vec<(String, &str)> = Vec::new();
+    if let Some(transit) = &spec.unseal.transit {
+        references.push((
+            "spec.unseal.transit.tokenSecretRef".into(),
+            &transit.token_secret_ref,
+        ));
+        if let Some(ca) = &transit.ca_secret_ref {
+            references.push(("spec.unseal.transit.caSecretRef".into(), ca));
+        }
+    }
+    if let Some(credentials) = &spec.unseal.credentials_secret_ref {
+        references.push(("spec.unseal.credentialsSecretRef".into(), credentials));
+    }
+    if let Some(secret) = spec
+        .backup
+        .as_ref()
+        .and_then(|b| b.credentials.as_ref())
+        .and_then(|c| c.secret_ref.as_deref())
+    {
+        references.push(("spec.backup.credentials.secretRef".into(), secret));
+    }
+    if let Some(secret) = spec
+        .restore_from
+        .as_ref()
+        .and_then(|r| r.credentials.as_ref())
+        .and_then(|c| c.secret_ref.as_deref())
+    {
+        references.push(("spec.restoreFrom.credentials.secretRef".into(), secret));
+    }
+    for (i, request) in spec.self_init.requests.iter().enumerate() {
+        for (j, from) in request.data_from.iter().enumerate() {
+            references.push((
+                format!("spec.selfInit.requests[{i}].dataFrom[{j}].secretKeyRef.name"),
+                &from.secret_key_ref.name,
+            ));
+        }
+    }
+    references
+        .into_iter()
+        .filter(|(_, secret)| managed.iter().any(|m| m == secret))
+        .map(|(field, secret)| FieldError {
+            field,
+            message: format!(
+                "{secret:?} is a Secret the operator manages for this cluster; reference a Secret of your own"
+            ),
+        })
+        .collect()
 }
 
 /// The version policy for moving from version `from` (the stored spec's,
@@ -733,6 +858,37 @@ pub fn parse_quantity(text: &str) -> Option<QuantityShape> {
     suffix_ok.then_some(QuantityShape {
         positive: nonzero && !negative,
     })
+}
+
+/// The value of a well-formed quantity ([`parse_quantity`]), to compare
+/// two sizes (exact well beyond any disk: f64 holds 2^53 bytes exactly).
+pub fn quantity_value(text: &str) -> Option<f64> {
+    parse_quantity(text)?;
+    let unsigned = text.trim_start_matches(['+', '-']);
+    let sign = if text.starts_with('-') { -1.0 } else { 1.0 };
+    let split = unsigned
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(split);
+    let binary = |power: i32| 1024f64.powi(power);
+    let multiplier = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => binary(1),
+        "Mi" => binary(2),
+        "Gi" => binary(3),
+        "Ti" => binary(4),
+        "Pi" => binary(5),
+        "Ei" => binary(6),
+        exponent => 10f64.powi(exponent[1..].parse().ok()?),
+    };
+    Some(sign * number.parse::<f64>().ok()? * multiplier)
 }
 
 /// A container image reference as [`crate::cluster::IMAGE_PATTERN`] says:
@@ -878,6 +1034,7 @@ mod tests {
         SecretKeyRef, SecretSource, SelfInitOperation, SelfInitRequest, TransitUnseal,
         WorkloadIdentity,
     };
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use serde_json::json;
 
     fn fields(spec: &OpenBaoClusterSpec) -> Vec<String> {
@@ -1142,6 +1299,86 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].field, "spec.selfInit.enabled");
         assert!(validate_update(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn volumes_only_grow_and_keep_their_class() {
+        let mut old = OpenBaoClusterSpec::with_version("2.7.2");
+        old.storage.size = Quantity("10Gi".into());
+        old.storage.storage_class_name = Some("fast".into());
+        let with = |size: &str, class: Option<&str>| {
+            let mut new = old.clone();
+            new.storage.size = Quantity(size.into());
+            new.storage.storage_class_name = class.map(str::to_owned);
+            validate_update(&old, &new)
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(with("10Gi", Some("fast")), Vec::<String>::new());
+        assert_eq!(with("10240Mi", Some("fast")), Vec::<String>::new());
+        assert_eq!(with("1Ti", Some("fast")), Vec::<String>::new());
+        assert_eq!(
+            with("10G", Some("fast")),
+            [
+                "spec.storage.size: cannot shrink from 10Gi to 10G: a PersistentVolumeClaim only grows; set it to 10Gi or more"
+            ]
+        );
+        assert_eq!(with("9999Mi", Some("fast")).len(), 1);
+        let changed = with("10Gi", None);
+        assert_eq!(changed.len(), 1);
+        assert!(changed[0].starts_with("spec.storage.storageClassName: cannot change"));
+        assert_eq!(quantity_value("1.5Ki"), Some(1536.0));
+        assert_eq!(quantity_value("2e3"), Some(2000.0));
+        assert_eq!(quantity_value("500m"), Some(0.5));
+        assert_eq!(quantity_value("lots"), None);
+    }
+
+    #[test]
+    fn a_spec_may_not_point_at_the_secrets_the_operator_manages() {
+        let spec: OpenBaoClusterSpec = serde_json::from_value(serde_json::json!({
+            "version": "2.7.2",
+            "unseal": {"type": "transit", "transit": {"address": "https://t:8200", "keyName": "k",
+                "tokenSecretRef": "vault-unseal-key", "caSecretRef": "transit-ca"}},
+            "backup": {"schedule": "0 0 * * *", "destination": {"url": "s3://backups/p"},
+                "credentials": {"secretRef": "vault-root-token"}},
+            "selfInit": {"enabled": true, "requests": [{"name": "r", "path": "sys/x",
+                "dataFrom": [{"field": "f", "secretKeyRef": {"name": "vault-tls-ca", "key": "ca.key"}}]}]},
+        }))
+        .unwrap();
+        let fields: Vec<String> = validate_references("vault", &spec)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.unseal.transit.tokenSecretRef",
+                "spec.backup.credentials.secretRef",
+                "spec.selfInit.requests[0].dataFrom[0].secretKeyRef.name",
+            ]
+        );
+        // The same names are the user's own in another cluster.
+        assert!(validate_references("other", &spec).is_empty());
+    }
+
+    #[test]
+    fn endpoints_may_not_reach_the_node_its_link_or_metadata() {
+        let mut spec = OpenBaoClusterSpec::with_version("2.7.2");
+        spec.backup = Some(
+            serde_json::from_value(serde_json::json!({"schedule": "0 0 * * *",
+                "destination": {"url": "s3://backups/p", "endpoint": "http://0x7f000001:9000"}}))
+            .unwrap(),
+        );
+        assert_eq!(fields(&spec), ["spec.backup.destination.endpoint"]);
+        if let Some(b) = spec.backup.as_mut() {
+            b.destination.endpoint = Some("http://minio.storage.svc:9000".into());
+        }
+        assert!(fields(&spec).is_empty());
+        // Hardened: storage only over TLS.
+        spec.profile = Profile::Hardened;
+        spec.self_init.enabled = true;
+        assert_eq!(fields(&spec), ["spec.backup.destination.endpoint"]);
     }
 
     #[test]

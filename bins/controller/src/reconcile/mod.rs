@@ -42,7 +42,7 @@ use lifecycle_types::OpenBaoCluster;
 use lifecycle_types::backup::OperationKind;
 use lifecycle_types::cluster::OpenBaoClusterStatus;
 use lifecycle_types::events::actions;
-use lifecycle_types::validation::{validate_spec, validate_version_change};
+use lifecycle_types::validation::{validate_references, validate_spec, validate_version_change};
 use openbao_client::HealthState;
 
 pub use error::ReconcileError;
@@ -215,6 +215,7 @@ async fn reconcile_inner(
     }
 
     let mut errors = validate_spec(&cluster.spec);
+    errors.extend(validate_references(&cluster.name_any(), &cluster.spec));
     // The version policy, against what the pods run (the API server checks
     // it against the stored spec, which a forced edit may have bypassed).
     if let Some(running) = cluster
