@@ -226,6 +226,9 @@ pub struct Context {
     pub clusters: Clusters,
     pub api_counters: Arc<ApiCounters>,
     triggers: Mutex<Option<Vec<ScopeTriggers>>>,
+    /// What the startup check found missing of the admission guardrails
+    /// ([`crate::admission`]); `None` when they are in place.
+    admission_gap: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -262,6 +265,7 @@ impl Context {
             clusters: Clusters::default(),
             api_counters,
             triggers: Mutex::new(Some(triggers)),
+            admission_gap: Mutex::new(None),
         })
     }
 
@@ -269,6 +273,20 @@ impl Context {
     /// own them).
     pub fn take_triggers(&self) -> Option<Vec<ScopeTriggers>> {
         crate::clusters::lock(&self.triggers).take()
+    }
+
+    /// Checks the admission guardrails once (at startup).
+    pub async fn check_admission_policies(&self) {
+        let gap = crate::admission::check(self.client()).await;
+        if let Some(gap) = &gap {
+            tracing::warn!(%gap, "admission guardrails missing");
+        }
+        *crate::clusters::lock(&self.admission_gap) = gap;
+    }
+
+    /// What the startup check found missing, if anything.
+    pub fn admission_gap(&self) -> Option<String> {
+        crate::clusters::lock(&self.admission_gap).clone()
     }
 
     pub fn client(&self) -> &kube::Client {

@@ -2,6 +2,7 @@
 //! that watches `OpenBaoCluster` objects, applies what the renderers say,
 //! talks to OpenBao and writes status.
 
+pub mod admission;
 pub mod api_client;
 pub mod apply;
 pub mod clusters;

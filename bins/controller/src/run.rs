@@ -28,6 +28,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         tracing::error!("the controller's watches were already taken; run() was called twice");
         return;
     };
+    ctx.check_admission_policies().await;
     let shutdown = shutdown.shared();
     let scopes = ctx.settings.scope.keys();
     let runs = scopes

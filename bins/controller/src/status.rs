@@ -69,6 +69,8 @@ pub struct Observation {
     pub backup: crate::reconcile::backup::BackupView,
     /// The version upgrade.
     pub upgrade: crate::reconcile::upgrade::UpgradeView,
+    /// The admission guardrails missing ([`crate::admission`]).
+    pub admission_gap: Option<String>,
 }
 
 /// The new status. `previous` keeps transition times of unchanged conditions.
@@ -571,6 +573,9 @@ fn production_gaps(cluster: &OpenBaoCluster, seen: &Observation) -> Vec<(&'stati
             "no audit device in spec.configuration.audit".to_owned(),
         ));
     }
+    if let Some(gap) = &seen.admission_gap {
+        gaps.push((reasons::ADMISSION_POLICIES_MISSING, gap.clone()));
+    }
     gaps
 }
 
@@ -613,6 +618,7 @@ mod tests {
             stuck: None,
             backup: Default::default(),
             upgrade: Default::default(),
+            admission_gap: None,
         }
     }
 

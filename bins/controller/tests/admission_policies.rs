@@ -1,18 +1,19 @@
-//! The admission policy `openbao-operator-cluster-invariants`
-//! (manifests/admission) on a real kube-apiserver, beside the code that
-//! holds the same rules: every bad spec and update below is refused by both,
-//! each naming the same field; the good ones pass both.
+//! The admission policies of manifests/admission on a real kube-apiserver:
+//! `openbao-operator-cluster-invariants` beside the code that holds the
+//! same rules (every bad spec and update below is refused by both, each
+//! naming the same field; the good ones pass both), and the lock on the
+//! objects the operator manages. The guard on the operator's StatefulSet
+//! writes is tested with the rendered objects
+//! (rendered_objects_are_accepted.rs).
 
 // A test fails loudly on any unexpected error.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::time::Duration;
 
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use lifecycle_types::OpenBaoClusterSpec;
 use lifecycle_types::validation::{validate_references, validate_spec, validate_update};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use test_support::ControlPlane;
 use test_support::wait::poll_until;
@@ -50,34 +51,26 @@ fn code_on_create(name: &str, spec: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Applies every document of manifests/admission as the admin.
-async fn install_admission_policies(client: &kube::Client) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../manifests/admission/cluster-invariants.yaml");
-    let text = std::fs::read_to_string(path).unwrap();
-    for document in serde_yaml_ng::Deserializer::from_str(&text) {
-        let object = DynamicObject::deserialize(document).unwrap();
-        let types = object.types.clone().unwrap();
-        let (group, version) = types.api_version.split_once('/').unwrap();
-        let gvk = kube::api::GroupVersionKind::gvk(group, version, &types.kind);
-        let resource = kube::api::ApiResource::from_gvk(&gvk);
-        let api: kube::Api<DynamicObject> = kube::Api::all_with(client.clone(), &resource);
-        api.patch(
-            &object.metadata.name.clone().unwrap(),
-            &PatchParams::apply("test").force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .unwrap();
-    }
-}
-
 #[tokio::test]
 async fn bad_specs_and_updates_are_refused_by_the_policy_and_the_code() {
     let plane = ControlPlane::start().await.unwrap();
     let client = plane.client().await.unwrap();
     plane.install_crds().await.unwrap();
-    install_admission_policies(&client).await;
+    // The controller's startup check: a gap naming each policy and binding
+    // before the install, none after.
+    let before = controller::admission::check(&client).await.unwrap();
+    for name in lifecycle_types::names::ADMISSION_POLICIES {
+        assert!(
+            before.contains(&format!("policy {name} is not installed")),
+            "{before}"
+        );
+        assert!(
+            before.contains(&format!("binding {name} is not installed")),
+            "{before}"
+        );
+    }
+    plane.install_admission_policies().await.unwrap();
+    assert_eq!(controller::admission::check(&client).await, None);
     let clusters = test_support::crds::openbao_clusters(&client, NAMESPACE);
     let create = |name: String, spec: Value| {
         let clusters = clusters.clone();
@@ -311,4 +304,214 @@ async fn bad_specs_and_updates_are_refused_by_the_policy_and_the_code() {
     }
     println!("{refused} bad specs and updates refused by the policy and the code");
     assert!(refused >= 30, "only {refused} cases");
+}
+
+const OPERATOR: &str = "system:serviceaccount:openbao-operator-system:openbao-operator";
+const MAINTAINERS: &str = "openbao-operator:maintainers";
+const MAINTENANCE: &str = "openbao.org/maintenance";
+
+/// The objects the operator manages for the cluster `vault`: the seal-key
+/// Secret, the ConfigMap and the StatefulSet, labelled as managed.
+fn managed_objects() -> Vec<Value> {
+    let metadata = |name: &str| {
+        json!({"name": name, "namespace": NAMESPACE,
+               "labels": {"app.kubernetes.io/managed-by": "openbao-operator", "openbao.org/cluster": "vault"}})
+    };
+    vec![
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": metadata("vault-unseal-key"),
+               "stringData": {"key": "not-a-real-key"}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata("vault-config"),
+               "data": {"config.hcl": "ui = false"}}),
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": metadata("vault"),
+               "spec": {"replicas": 0, "serviceName": "vault",
+                        "selector": {"matchLabels": {"openbao.org/cluster": "vault"}},
+                        "template": {"metadata": {"labels": {"openbao.org/cluster": "vault"}},
+                                     "spec": {"containers": [{"name": "openbao", "image": "openbao/openbao:2.7.2",
+                                                              "command": ["bao"], "args": ["server", "-config=/openbao/config/config.hcl"]}]}}}}),
+    ]
+}
+
+/// The Api of a JSON object's kind, in [`NAMESPACE`].
+fn api_of(client: &kube::Client, object: &Value) -> (kube::Api<DynamicObject>, String) {
+    let (group, version) = match object["apiVersion"].as_str().unwrap().split_once('/') {
+        Some((g, v)) => (g.to_owned(), v.to_owned()),
+        None => (
+            String::new(),
+            object["apiVersion"].as_str().unwrap().to_owned(),
+        ),
+    };
+    let gvk = kube::api::GroupVersionKind::gvk(&group, &version, object["kind"].as_str().unwrap());
+    let api = kube::Api::namespaced_with(
+        client.clone(),
+        NAMESPACE,
+        &kube::api::ApiResource::from_gvk(&gvk),
+    );
+    (api, object["metadata"]["name"].as_str().unwrap().to_owned())
+}
+
+/// A merge patch that adds an annotation `touched-by` (and, with `why`,
+/// the maintenance annotation).
+fn touch(who: &str, why: Option<&str>) -> Patch<Value> {
+    let mut annotations = json!({"touched-by": who});
+    if let Some(why) = why {
+        annotations[MAINTENANCE] = json!(why);
+    }
+    Patch::Merge(json!({"metadata": {"annotations": annotations}}))
+}
+
+#[tokio::test]
+async fn managed_objects_are_changed_only_by_the_operator_and_maintainers() {
+    let plane = ControlPlane::start().await.unwrap();
+    let admin = plane.client().await.unwrap();
+    plane.install_admission_policies().await.unwrap();
+    let operator = plane
+        .client_as(OPERATOR, &["system:serviceaccounts"])
+        .await
+        .unwrap();
+    let mallory = plane.client_as("mallory", &[]).await.unwrap();
+    let maria = plane.client_as("maria", &[MAINTAINERS]).await.unwrap();
+    let objects = managed_objects();
+
+    // The operator creates them (once the policy is in force, a stranger's
+    // create of a managed object is refused).
+    poll_until(Duration::from_secs(30), "the lock in force", || async {
+        let (api, _) = api_of(&mallory, &objects[1]);
+        let mut probe = objects[1].clone();
+        probe["metadata"]["name"] = json!("probe");
+        let object: DynamicObject = serde_json::from_value(probe).unwrap();
+        Ok(api
+            .create(&PostParams::default(), &object)
+            .await
+            .is_err_and(|e| e.to_string().contains("is managed by the openbao-operator")))
+    })
+    .await
+    .unwrap();
+    for object in &objects {
+        let (api, _) = api_of(&operator, object);
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(object.clone()).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+
+    let mut refusals = 0;
+    for object in &objects {
+        let (as_mallory, name) = api_of(&mallory, object);
+        let (as_maria, _) = api_of(&maria, object);
+        let (as_operator, _) = api_of(&operator, object);
+        let (as_admin, _) = api_of(&admin, object);
+        let params = PatchParams::default();
+        // Denied: another user's edit, even a cluster admin's, even with
+        // the annotation when not a maintainer; a maintainer's without it.
+        for (who, api, why) in [
+            ("mallory", &as_mallory, None),
+            ("mallory", &as_mallory, Some("I say so")),
+            ("admin", &as_admin, None),
+            ("maria", &as_maria, None),
+        ] {
+            let error = api
+                .patch(&name, &params, &touch(who, why))
+                .await
+                .expect_err(&format!("{who} changed {name} (annotation {why:?})"))
+                .to_string();
+            assert!(
+                error.contains("is managed by the openbao-operator") && error.contains(MAINTAINERS),
+                "{error}"
+            );
+            refusals += 1;
+        }
+        let error = as_mallory
+            .delete(&name, &Default::default())
+            .await
+            .expect_err(&format!("mallory deleted {name}"))
+            .to_string();
+        assert!(
+            error.contains("is managed by the openbao-operator"),
+            "{error}"
+        );
+        // Allowed: the operator's own change; a maintainer's with the
+        // annotation.
+        as_operator
+            .patch(&name, &params, &touch("operator", None))
+            .await
+            .unwrap();
+        as_maria
+            .patch(
+                &name,
+                &params,
+                &touch("maria", Some("rotating by hand, ticket 42")),
+            )
+            .await
+            .unwrap();
+        let touched = as_admin.get(&name).await.unwrap();
+        assert_eq!(touched.metadata.annotations.unwrap()["touched-by"], "maria");
+    }
+    println!("{refusals} edits and {} deletes refused", objects.len());
+
+    // A binding that only warns is not enforcement: the startup check says so.
+    let bindings: kube::Api<
+        k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding,
+    > = kube::Api::all(admin.clone());
+    let set_actions = |actions: Value| {
+        let bindings = bindings.clone();
+        async move {
+            bindings
+                .patch(
+                    "openbao-operator-managed-objects",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"validationActions": actions}})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    set_actions(json!(["Warn"])).await;
+    let gap = controller::admission::check(&admin).await.unwrap();
+    assert!(
+        gap.contains("binding openbao-operator-managed-objects does not deny"),
+        "{gap}"
+    );
+    set_actions(json!(["Deny"])).await;
+
+    // Garbage collection deletes them when their owner goes, through the
+    // lock.
+    let owner = api_of(
+        &operator,
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}}),
+    );
+    let created = owner
+        .0
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "owner", "namespace": NAMESPACE}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let uid = created.metadata.uid.unwrap();
+    for object in &objects {
+        let (api, name) = api_of(&operator, object);
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"ownerReferences": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]}})),
+        )
+        .await
+        .unwrap();
+    }
+    owner.0.delete("owner", &Default::default()).await.unwrap();
+    poll_until(Duration::from_secs(60), "garbage collection", || async {
+        let mut left = 0;
+        for object in &objects {
+            let (api, name) = api_of(&admin, object);
+            left += usize::from(api.get_opt(&name).await?.is_some());
+        }
+        Ok(left == 0)
+    })
+    .await
+    .unwrap();
 }

@@ -248,6 +248,37 @@ fn rendered_manifests_have_no_wildcards_and_follow_the_conventions() {
 }
 
 #[test]
+fn the_admission_kustomization_ships_every_policy_the_controller_checks() {
+    let docs = kustomize("admission");
+    for kind in [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ] {
+        let mut shipped: Vec<&str> = of_kind(&docs, kind)
+            .iter()
+            .filter_map(|d| d["metadata"]["name"].as_str())
+            .collect();
+        shipped.sort();
+        assert_eq!(
+            shipped,
+            lifecycle_types::names::ADMISSION_POLICIES,
+            "{kind}"
+        );
+    }
+    for policy in of_kind(&docs, "ValidatingAdmissionPolicy") {
+        assert_eq!(policy["spec"]["failurePolicy"], "Fail", "{policy}");
+    }
+    for binding in of_kind(&docs, "ValidatingAdmissionPolicyBinding") {
+        assert_eq!(
+            binding["spec"]["validationActions"],
+            json!(["Deny"]),
+            "{binding}"
+        );
+        assert_eq!(binding["spec"]["policyName"], binding["metadata"]["name"]);
+    }
+}
+
+#[test]
 fn the_crd_kustomization_lists_every_generated_crd() {
     #[derive(Deserialize)]
     struct Kustomization {
@@ -306,6 +337,17 @@ const GATEWAY_ROUTES: [&str; 2] = [
 /// Everything the controller does, in a tenant namespace unless noted.
 fn allowed() -> Vec<Row> {
     let mut all: Vec<Row> = Vec::new();
+    for name in lifecycle_types::names::ADMISSION_POLICIES {
+        for resource in [
+            "admissionregistration.k8s.io/validatingadmissionpolicies",
+            "admissionregistration.k8s.io/validatingadmissionpolicybindings",
+        ] {
+            all.push((
+                ("get", resource, "", name),
+                "the startup check of the admission guardrails",
+            ));
+        }
+    }
     for verb in ["get", "list", "watch"] {
         all.push((
             (verb, "openbao.org/openbaoclusters", TENANT, ""),
@@ -679,6 +721,33 @@ fn denied() -> Vec<Row> {
                 "",
             ),
             "no admission control",
+        ),
+        (
+            (
+                "patch",
+                "admissionregistration.k8s.io/validatingadmissionpolicybindings",
+                "",
+                "openbao-operator-managed-objects",
+            ),
+            "reads its guardrails, never changes them",
+        ),
+        (
+            (
+                "delete",
+                "admissionregistration.k8s.io/validatingadmissionpolicies",
+                "",
+                "openbao-operator-managed-objects",
+            ),
+            "reads its guardrails, never changes them",
+        ),
+        (
+            (
+                "list",
+                "admissionregistration.k8s.io/validatingadmissionpolicies",
+                "",
+                "",
+            ),
+            "reads its own guardrails by name only",
         ),
         // The user owns OpenBaoClusters; status is patched, never replaced.
         (

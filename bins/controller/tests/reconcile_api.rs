@@ -734,7 +734,7 @@ async fn refusals_are_visible_retries_back_off_and_deletion_forgets() {
             .unwrap_or(0)
     };
     let mut seen_at = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
     let mut last = failures();
     while seen_at.len() < 6 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;

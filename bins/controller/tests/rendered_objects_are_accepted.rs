@@ -18,7 +18,9 @@ use kube::discovery::ApiResource;
 use lifecycle_types::OpenBaoCluster;
 use lifecycle_types::cluster::IngressSpec;
 use serde_json::{Value, json};
+use std::time::Duration;
 use test_support::ControlPlane;
+use test_support::wait::poll_until;
 
 fn sample(file: &str) -> OpenBaoCluster {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -56,6 +58,13 @@ fn objects(cluster: &OpenBaoCluster, inputs: &Inputs) -> Vec<Value> {
     all
 }
 
+const OPERATOR: &str = "system:serviceaccount:openbao-operator-system:openbao-operator";
+
+/// Appends `item` to the JSON array `list`.
+fn push(list: &mut Value, item: Value) {
+    list.as_array_mut().unwrap().push(item);
+}
+
 /// Serializes any rendered object with its apiVersion and kind.
 trait Erased {
     fn value(&self) -> Value;
@@ -87,6 +96,41 @@ async fn the_api_server_accepts_every_rendered_object() {
         "https://kubernetes.default.svc.cluster.local",
     );
     inputs.static_key_id = "x-1".into();
+    // Created as the operator, under the admission policies: the lock on
+    // managed objects and the guard on the operator's StatefulSet writes
+    // let through everything the renderer produces.
+    plane.install_admission_policies().await.unwrap();
+    let client = plane
+        .client_as(OPERATOR, &["system:serviceaccounts"])
+        .await
+        .unwrap();
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "StatefulSet"));
+    let sets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "team-a", &resource);
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    // In force once a StatefulSet with a sidecar is refused.
+    let mut probe = serde_json::to_value(
+        render::statefulset::statefulset(&sample("openbaocluster-development.yaml"), &inputs)
+            .unwrap(),
+    )
+    .unwrap();
+    probe["apiVersion"] = json!("apps/v1");
+    probe["kind"] = json!("StatefulSet");
+    push(
+        &mut probe["spec"]["template"]["spec"]["containers"],
+        json!({"name": "sidecar", "image": "evil:latest"}),
+    );
+    let probe: DynamicObject = serde_json::from_value(probe).unwrap();
+    poll_until(
+        Duration::from_secs(30),
+        "the write guard in force",
+        || async { Ok(sets.create(&dry_run, &probe).await.is_err()) },
+    )
+    .await
+    .unwrap();
+    let mut rendered_set = None;
     let mut created = 0;
     for (file, initialized) in [
         ("openbaocluster-development.yaml", true),
@@ -110,6 +154,9 @@ async fn the_api_server_accepts_every_rendered_object() {
             });
         }
         for object in objects(&cluster, &inputs) {
+            if object["kind"] == "StatefulSet" {
+                rendered_set = Some(object.clone());
+            }
             let object: DynamicObject = serde_json::from_value(object).unwrap();
             let types = object.types.clone().unwrap();
             let (group, version) = types
@@ -132,6 +179,69 @@ async fn the_api_server_accepts_every_rendered_object() {
             });
             created += 1;
         }
+    }
+
+    // What the renderer never produces is refused, even from the operator.
+    let set = rendered_set.unwrap();
+    type Injection = fn(&mut Value);
+    let injected: [(&str, Injection, &str); 6] = [
+        (
+            "a sidecar",
+            |pod| {
+                push(
+                    &mut pod["containers"],
+                    json!({"name": "sidecar", "image": "evil:latest"}),
+                )
+            },
+            "exactly one container",
+        ),
+        (
+            "an init container",
+            |pod| pod["initContainers"] = json!([{"name": "init", "image": "evil:latest"}]),
+            "exactly one container",
+        ),
+        (
+            "a hostPath volume",
+            |pod| {
+                push(
+                    &mut pod["volumes"],
+                    json!({"name": "host", "hostPath": {"path": "/"}}),
+                )
+            },
+            "spec.template.spec.volumes",
+        ),
+        (
+            "another command",
+            |pod| pod["containers"][0]["command"] = json!(["sh", "-c", "id"]),
+            "containers[0].command",
+        ),
+        (
+            "another config file",
+            |pod| {
+                push(
+                    &mut pod["containers"][0]["args"],
+                    json!("-config=/etc/evil.hcl"),
+                )
+            },
+            "containers[0].command",
+        ),
+        (
+            "the host network",
+            |pod| pod["hostNetwork"] = json!(true),
+            "no host namespaces",
+        ),
+    ];
+    for (what, inject, named) in injected {
+        let mut changed = set.clone();
+        inject(&mut changed["spec"]["template"]["spec"]);
+        let object: DynamicObject = serde_json::from_value(changed).unwrap();
+        let error = sets
+            .create(&dry_run, &object)
+            .await
+            .expect_err(&format!("the operator wrote a StatefulSet with {what}"))
+            .to_string();
+        assert!(error.contains(named), "{what}: {error}");
+        println!("{what}: refused: {error}");
     }
     assert!(
         created >= 22,

@@ -123,6 +123,9 @@ pub mod reasons {
     pub const TOO_FEW_REPLICAS: &str = "TooFewReplicas";
     pub const NO_HUMAN_LOGIN: &str = "NoHumanLogin";
     pub const NO_AUDIT_DEVICE: &str = "NoAuditDevice";
+    /// The admission guardrails (`manifests/admission`) are not installed
+    /// and enforced.
+    pub const ADMISSION_POLICIES_MISSING: &str = "AdmissionPoliciesMissing";
     pub const BACKUPS_NOT_CONFIGURED: &str = "BackupsNotConfigured";
     /// No backup succeeded within twice the schedule's interval.
     pub const BACKUPS_STALE: &str = "BackupsStale";

@@ -118,3 +118,12 @@ pub const CONFIG_KEY: &str = "config.hcl";
 pub const SELF_INIT_KEY: &str = "self-init.hcl";
 /// Key of the root token Secret (Development clusters initialized by the operator).
 pub const ROOT_TOKEN: &str = "token";
+
+/// The ValidatingAdmissionPolicies (and their bindings, of the same names)
+/// that `manifests/admission` ships; the controller checks at startup that
+/// each is installed and enforced.
+pub const ADMISSION_POLICIES: [&str; 3] = [
+    "openbao-operator-cluster-invariants",
+    "openbao-operator-managed-objects",
+    "openbao-operator-statefulset-writes",
+];

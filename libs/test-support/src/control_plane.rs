@@ -175,6 +175,22 @@ impl ControlPlane {
         config_from(&self.kubeconfig_path).await
     }
 
+    /// A client acting as `user` in `groups` plus `system:masters` (the
+    /// admin impersonates it): RBAC allows it everything, so only
+    /// admission decides what it may do.
+    pub async fn client_as(&self, user: &str, groups: &[&str]) -> anyhow::Result<kube::Client> {
+        let mut config = self.config().await?;
+        config.auth_info.impersonate = Some(user.into());
+        config.auth_info.impersonate_groups = Some(
+            groups
+                .iter()
+                .chain(&["system:masters", "system:authenticated"])
+                .map(|g| (*g).to_owned())
+                .collect(),
+        );
+        Ok(kube::Client::try_from(config)?)
+    }
+
     /// Files of this environment (logs, certificates, kubeconfigs).
     pub fn dir(&self) -> &Path {
         self.dir.path()

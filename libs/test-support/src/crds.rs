@@ -29,7 +29,25 @@ impl ControlPlane {
     /// then act as that ServiceAccount and hold only what a user's install
     /// grants it.
     pub async fn install_operator_rbac(&self) -> anyhow::Result<()> {
-        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/base");
+        self.apply_kustomization("base", |kind| RBAC_KINDS.contains(&kind))
+            .await
+    }
+
+    /// The admission policies and bindings of `manifests/admission`.
+    pub async fn install_admission_policies(&self) -> anyhow::Result<()> {
+        self.apply_kustomization("admission", |_| true).await
+    }
+
+    /// Applies the objects of `manifests/<folder>` (rendered by the cached
+    /// `kubectl kustomize`) whose kind `wanted` accepts.
+    async fn apply_kustomization(
+        &self,
+        folder: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<()> {
+        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../manifests")
+            .join(folder);
         let output = std::process::Command::new(crate::tools::kubernetes("kubectl")?)
             .arg("kustomize")
             .arg(&base)
@@ -46,7 +64,7 @@ impl ControlPlane {
             let Some(types) = object.types.clone() else {
                 continue;
             };
-            if !RBAC_KINDS.contains(&types.kind.as_str()) {
+            if !wanted(&types.kind) {
                 continue;
             }
             let gvk = GroupVersionKind::try_from(&types)?;

@@ -247,6 +247,7 @@ async fn reconcile_inner(
             stuck: None,
             backup: backup::BackupView::default(),
             upgrade: upgrade::UpgradeView::unchanged(cluster),
+            admission_gap: ctx.admission_gap(),
         };
         // The Degraded transition to InvalidSpec is announced as an Event.
         write_status(cluster, ctx, &seen).await?;
@@ -387,6 +388,7 @@ async fn reconcile_inner(
         stuck,
         backup,
         upgrade,
+        admission_gap: ctx.admission_gap(),
     };
     if write_status(cluster, ctx, &seen).await? {
         tracing::debug!(cluster = %cluster.name_any(), "status updated");
