@@ -573,6 +573,12 @@ fn production_gaps(cluster: &OpenBaoCluster, seen: &Observation) -> Vec<(&'stati
             "no audit device in spec.configuration.audit".to_owned(),
         ));
     }
+    for field in lifecycle_types::validation::plain_storage_endpoints(spec) {
+        gaps.push((
+            reasons::PLAIN_TEXT_STORAGE,
+            format!("{field} is http://: snapshots and storage credentials cross the network unencrypted; serve the storage over TLS"),
+        ));
+    }
     if let Some(gap) = &seen.admission_gap {
         gaps.push((reasons::ADMISSION_POLICIES_MISSING, gap.clone()));
     }

@@ -158,15 +158,6 @@ async fn bad_specs_and_updates_are_refused_by_the_policy_and_the_code() {
                "destination": {"url": "s3://backups/p", "endpoint": "http://[fe80::2]"}}}),
         "spec.restoreFrom.destination.endpoint",
     ));
-    let mut hardened_plain = backup_at("http://minio.storage.svc:9000");
-    hardened_plain["profile"] = json!("Hardened");
-    hardened_plain["replicas"] = json!(3);
-    hardened_plain["selfInit"] = json!({"enabled": true});
-    bad_creates.push((
-        "hardened-plain".into(),
-        hardened_plain,
-        "spec.backup.destination.endpoint",
-    ));
     // References to the Secrets the operator manages for the cluster.
     bad_creates.push((
         "own-seal".into(),

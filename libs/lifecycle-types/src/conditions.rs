@@ -126,6 +126,8 @@ pub mod reasons {
     /// The admission guardrails (`manifests/admission`) are not installed
     /// and enforced.
     pub const ADMISSION_POLICIES_MISSING: &str = "AdmissionPoliciesMissing";
+    /// Object storage reached over plain HTTP.
+    pub const PLAIN_TEXT_STORAGE: &str = "PlainTextStorage";
     pub const BACKUPS_NOT_CONFIGURED: &str = "BackupsNotConfigured";
     /// No backup succeeded within twice the schedule's interval.
     pub const BACKUPS_STALE: &str = "BackupsStale";

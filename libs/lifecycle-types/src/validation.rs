@@ -533,7 +533,7 @@ pub fn validate_spec(spec: &OpenBaoClusterSpec) -> Vec<FieldError> {
     }
 
     // Where the Jobs and pods connect: never the node, the link or a
-    // metadata service; in a Hardened cluster only over TLS.
+    // metadata service. (Plain-text storage is a ProductionReady gap.)
     let endpoints = [
         (
             "spec.unseal.transit.address",
@@ -557,16 +557,6 @@ pub fn validate_spec(spec: &OpenBaoClusterSpec) -> Vec<FieldError> {
         let Some(endpoint) = endpoint else { continue };
         if let Some(why) = crate::endpoints::forbidden_endpoint(endpoint) {
             fail(field.into(), why);
-        } else if spec.profile == Profile::Hardened
-            && field != "spec.unseal.transit.address"
-            && !endpoint.starts_with("https://")
-        {
-            fail(
-                field.into(),
-                format!(
-                    "{endpoint:?} is not https:// but spec.profile is Hardened: snapshots and storage credentials would cross the network in plain text; serve the storage over TLS or use profile Development"
-                ),
-            );
         }
     }
 
@@ -681,6 +671,29 @@ pub fn plain_transit_address(spec: &OpenBaoClusterSpec) -> Option<&str> {
     let transit = spec.unseal.transit.as_ref()?;
     (spec.unseal.type_ == UnsealType::Transit && !transit.address.starts_with("https://"))
         .then_some(transit.address.as_str())
+}
+
+/// The object-store endpoints a spec reaches in plain text (`http://`):
+/// snapshots and storage credentials would cross the network unencrypted,
+/// a `ProductionReady` gap.
+pub fn plain_storage_endpoints(spec: &OpenBaoClusterSpec) -> Vec<&'static str> {
+    let backup = spec
+        .backup
+        .as_ref()
+        .and_then(|b| b.destination.endpoint.as_deref());
+    let restore = spec
+        .restore_from
+        .as_ref()
+        .and_then(|r| r.destination.as_ref())
+        .and_then(|d| d.endpoint.as_deref());
+    [
+        ("spec.backup.destination.endpoint", backup),
+        ("spec.restoreFrom.destination.endpoint", restore),
+    ]
+    .into_iter()
+    .filter(|(_, endpoint)| endpoint.is_some_and(|e| e.starts_with("http://")))
+    .map(|(field, _)| field)
+    .collect()
 }
 
 /// Secrets the spec names that the operator itself manages for the
@@ -1375,10 +1388,10 @@ mod tests {
             b.destination.endpoint = Some("http://minio.storage.svc:9000".into());
         }
         assert!(fields(&spec).is_empty());
-        // Hardened: storage only over TLS.
-        spec.profile = Profile::Hardened;
-        spec.self_init.enabled = true;
-        assert_eq!(fields(&spec), ["spec.backup.destination.endpoint"]);
+        assert_eq!(
+            plain_storage_endpoints(&spec),
+            ["spec.backup.destination.endpoint"]
+        );
     }
 
     #[test]
