@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
@@ -14,7 +15,7 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
-use lifecycle_types::{OpenBaoRestore, labels};
+use lifecycle_types::{OpenBaoRestore, OpenBaoTenant, labels};
 
 use crate::api_client::ApiCounters;
 use crate::apply::Applier;
@@ -22,6 +23,7 @@ use crate::clusters::Clusters;
 use crate::metrics::Metrics;
 use crate::openbao::Connector;
 use crate::stores::{self, Cache, Scope, Trigger};
+use crate::tenants::Tenancy;
 
 /// The controller's ServiceAccount unless `--service-account` says otherwise.
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "openbao-operator";
@@ -151,6 +153,8 @@ pub struct ScopeTriggers {
     pub ingresses: Trigger<PartialObjectMeta<Ingress>>,
     pub jobs: Trigger<Job>,
     pub restores: Trigger<OpenBaoRestore>,
+    /// The multi-tenant install's tenants (see [`crate::tenants`]).
+    pub tenants: Option<Trigger<OpenBaoTenant>>,
 }
 
 impl Caches {
@@ -181,33 +185,30 @@ impl Caches {
             .map(|key| {
                 let ns = key.as_deref();
                 ScopeTriggers {
-                    statefulsets: stores::statefulsets(&mut c.statefulsets, client, ns, &managed),
-                    pods: stores::pods(&mut c.pods, client, ns, &pods),
-                    secrets: stores::metadata(&mut c.secrets, client, ns, &all),
-                    services: stores::metadata(&mut c.services, client, ns, &managed),
-                    config_maps: stores::metadata(&mut c.config_maps, client, ns, &managed),
-                    service_accounts: stores::metadata(
-                        &mut c.service_accounts,
-                        client,
-                        ns,
-                        &managed,
-                    ),
-                    role_bindings: stores::metadata(&mut c.role_bindings, client, ns, &managed),
+                    statefulsets: stores::statefulsets(&c.statefulsets, client, ns, &managed),
+                    pods: stores::pods(&c.pods, client, ns, &pods),
+                    // The multi-tenant install watches Secrets only in
+                    // onboarded namespaces (Context::new wires them).
+                    secrets: if *scope == Scope::Tenants {
+                        futures::stream::empty().boxed()
+                    } else {
+                        stores::metadata(&c.secrets, client, ns, &all)
+                    },
+                    services: stores::metadata(&c.services, client, ns, &managed),
+                    config_maps: stores::metadata(&c.config_maps, client, ns, &managed),
+                    service_accounts: stores::metadata(&c.service_accounts, client, ns, &managed),
+                    role_bindings: stores::metadata(&c.role_bindings, client, ns, &managed),
                     pod_disruption_budgets: stores::metadata(
-                        &mut c.pod_disruption_budgets,
+                        &c.pod_disruption_budgets,
                         client,
                         ns,
                         &managed,
                     ),
-                    network_policies: stores::metadata(
-                        &mut c.network_policies,
-                        client,
-                        ns,
-                        &managed,
-                    ),
-                    ingresses: stores::metadata(&mut c.ingresses, client, ns, &managed),
-                    jobs: stores::jobs(&mut c.jobs, client, ns, &managed),
-                    restores: stores::restores(&mut c.restores, client, ns),
+                    network_policies: stores::metadata(&c.network_policies, client, ns, &managed),
+                    ingresses: stores::metadata(&c.ingresses, client, ns, &managed),
+                    jobs: stores::jobs(&c.jobs, client, ns, &managed),
+                    restores: stores::restores(&c.restores, client, ns),
+                    tenants: None,
                 }
             })
             .collect();
@@ -225,6 +226,8 @@ pub struct Context {
     pub caches: Caches,
     pub clusters: Clusters,
     pub api_counters: Arc<ApiCounters>,
+    /// Set in the multi-tenant install only.
+    pub tenancy: Option<Tenancy>,
     triggers: Mutex<Option<Vec<ScopeTriggers>>>,
     /// What the startup check found missing of the admission guardrails
     /// ([`crate::admission`]); `None` when they are in place.
@@ -254,7 +257,15 @@ impl Context {
             controller: crate::apply::FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
         };
-        let (caches, triggers) = Caches::new(&client, &settings.scope);
+        let (caches, mut triggers) = Caches::new(&client, &settings.scope);
+        let tenancy = (settings.scope == Scope::Tenants).then(|| {
+            let (tenancy, tenants, secrets) = Tenancy::new(&client, &caches.secrets);
+            if let Some(scope) = triggers.first_mut() {
+                scope.tenants = Some(tenants);
+                scope.secrets = secrets;
+            }
+            tenancy
+        });
         Ok(Self {
             recorder: Recorder::new(client.clone(), reporter),
             applier: Applier::new(client),
@@ -264,6 +275,7 @@ impl Context {
             caches,
             clusters: Clusters::default(),
             api_counters,
+            tenancy,
             triggers: Mutex::new(Some(triggers)),
             admission_gap: Mutex::new(None),
         })

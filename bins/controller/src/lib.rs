@@ -17,4 +17,5 @@ pub mod schedule;
 pub mod serve;
 pub mod status;
 pub mod stores;
+pub mod tenants;
 pub mod tls;

@@ -86,6 +86,11 @@ struct Args {
         default_value = ""
     )]
     watch_namespaces: Vec<String>,
+    /// The multi-tenant install (manifests/overlays/multi-tenant): the
+    /// controller reads Secrets only in namespaces an OpenBaoTenant has
+    /// onboarded, and manages clusters only there.
+    #[arg(long, env = "MULTI_TENANT", conflicts_with = "watch_namespaces")]
+    multi_tenant: bool,
     /// Image of the backup Jobs (unless a cluster's spec.backup.image names another).
     #[arg(long, env = "BACKUP_IMAGE", default_value = controller::context::DEFAULT_BACKUP_IMAGE)]
     backup_image: String,
@@ -135,7 +140,11 @@ async fn main() -> anyhow::Result<()> {
     settings.service_account = args.service_account.clone();
     settings.jwks_url = args.oidc_jwks_url.clone();
     settings.resync = Duration::from_secs(args.resync_seconds);
-    settings.scope = Scope::from_list(&args.watch_namespaces);
+    settings.scope = if args.multi_tenant {
+        Scope::Tenants
+    } else {
+        Scope::from_list(&args.watch_namespaces)
+    };
     settings.backup_image = args.backup_image.clone();
     settings.restore_image = args.restore_image.clone();
     settings.upgrade_image = args.upgrade_image.clone();

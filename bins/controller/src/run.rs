@@ -34,8 +34,14 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let runs = scopes
         .into_iter()
         .zip(triggers)
-        .map(|(namespace, triggers)| run_scope(ctx.clone(), namespace, triggers, shutdown.clone()));
-    futures::future::join_all(runs).await;
+        .map(|(namespace, triggers)| {
+            run_scope(ctx.clone(), namespace, triggers, shutdown.clone()).boxed()
+        });
+    let tenants = ctx
+        .tenancy
+        .is_some()
+        .then(|| crate::tenants::run(ctx.clone(), shutdown.clone()).boxed());
+    futures::future::join_all(runs.chain(tenants)).await;
 }
 
 async fn run_scope(
@@ -116,7 +122,25 @@ fn wire(
         ingresses,
         jobs,
         restores,
+        tenants,
     } = triggers;
+    let controller = match tenants {
+        // A tenant's change (onboarded, offboarded) concerns the clusters
+        // of its namespace.
+        Some(tenants) => {
+            let clusters = clusters.clone();
+            controller.watches_stream(tenants, move |tenant| {
+                let namespace = tenant.spec.namespace.clone();
+                clusters
+                    .state()
+                    .into_iter()
+                    .filter(|c| c.namespace().as_deref() == Some(namespace.as_str()))
+                    .map(|c| ObjectRef::from_obj(&*c))
+                    .collect::<Vec<_>>()
+            })
+        }
+        None => controller,
+    };
     controller
         .owns_stream(statefulsets)
         .owns_stream(services)

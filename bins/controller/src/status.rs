@@ -47,6 +47,36 @@ pub struct TlsView {
     pub message: String,
 }
 
+/// Why the reconcile stopped before making anything: `Degraded` with this
+/// reason and message, and the phase to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: &'static str,
+    pub message: String,
+    pub phase: Phase,
+}
+
+impl Refusal {
+    /// The spec breaks a rule: the cluster failed until the user fixes it.
+    pub fn invalid_spec(message: String) -> Self {
+        Self {
+            reason: reasons::INVALID_SPEC,
+            message,
+            phase: Phase::Failed,
+        }
+    }
+
+    /// The multi-tenant install has not onboarded the namespace: pending
+    /// until a platform admin does.
+    pub fn not_onboarded(namespace: &str) -> Self {
+        Self {
+            reason: reasons::NAMESPACE_NOT_ONBOARDED,
+            message: crate::tenants::not_onboarded_message(namespace),
+            phase: Phase::Pending,
+        }
+    }
+}
+
 /// Everything one reconcile observed.
 #[derive(Debug, Clone)]
 pub struct Observation {
@@ -58,8 +88,9 @@ pub struct Observation {
     pub init: InitView,
     pub tls: TlsView,
     pub root_token_stored: bool,
-    /// A user-facing problem that stops the reconcile (invalid spec).
-    pub invalid_spec: Option<String>,
+    /// A user-facing problem that stops the reconcile before any object
+    /// is made (an invalid spec, a namespace not onboarded).
+    pub refused: Option<Refusal>,
     /// The requested exposure cannot be applied (Gateway API missing).
     pub exposure_problem: Option<String>,
     /// A pod that OpenBao or Kubernetes keeps from serving, past the
@@ -104,14 +135,14 @@ pub fn compute(
         );
     }
 
-    if let Some(message) = &seen.invalid_spec {
+    if let Some(refusal) = &seen.refused {
         set(
             types::DEGRADED,
             True,
-            reasons::INVALID_SPEC,
-            message.clone(),
+            refusal.reason,
+            refusal.message.clone(),
         );
-        status.phase = Some(Phase::Failed);
+        status.phase = Some(refusal.phase);
         return status;
     }
 
@@ -619,7 +650,7 @@ mod tests {
                 message: String::new(),
             },
             root_token_stored: false,
-            invalid_spec: None,
+            refused: None,
             exposure_problem: None,
             stuck: None,
             backup: Default::default(),
@@ -693,7 +724,9 @@ mod tests {
         for gap in ["spec.profile", "root token", "spec.unseal.type", "audit"] {
             assert!(gaps.message.contains(gap), "{gap}: {}", gaps.message);
         }
-        observed.invalid_spec = Some("spec.replicas: 0 is out of range".into());
+        observed.refused = Some(Refusal::invalid_spec(
+            "spec.replicas: 0 is out of range".into(),
+        ));
         let failed = compute(&cluster, None, &observed, at(1));
         assert_eq!(failed.phase, Some(Phase::Failed));
         assert_eq!(

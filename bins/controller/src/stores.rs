@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::sync::{Arc, RwLock};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
@@ -25,11 +26,14 @@ use kube::{Resource, ResourceExt};
 use lifecycle_types::OpenBaoRestore;
 use serde::de::DeserializeOwned;
 
-/// Which namespaces the controller watches: every one, or a list.
+/// Which namespaces the controller watches: every one, a list, or (the
+/// multi-tenant install) every one for its own kinds and only onboarded
+/// namespaces (see [`crate::tenants`]) for Secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     All,
     Namespaces(Vec<String>),
+    Tenants,
 }
 
 impl Scope {
@@ -49,7 +53,7 @@ impl Scope {
 
     pub fn contains(&self, namespace: &str) -> bool {
         match self {
-            Self::All => true,
+            Self::All | Self::Tenants => true,
             Self::Namespaces(list) => list.iter().any(|n| n == namespace),
         }
     }
@@ -57,16 +61,18 @@ impl Scope {
     /// One key per watch: `None` for every namespace.
     pub fn keys(&self) -> Vec<Option<String>> {
         match self {
-            Self::All => vec![None],
+            Self::All | Self::Tenants => vec![None],
             Self::Namespaces(list) => list.iter().cloned().map(Some).collect(),
         }
     }
 }
 
 /// One cached kind, one store per watched namespace (or one for all).
+/// Clones share their stores: a namespace's watch may start (an onboarded
+/// tenant) or stop while the controller runs.
 #[derive(Debug, Clone)]
 pub struct Cache<K: Resource<DynamicType = ()> + Clone + 'static> {
-    stores: BTreeMap<Option<String>, Store<K>>,
+    stores: Arc<RwLock<BTreeMap<Option<String>, Store<K>>>>,
 }
 
 /// What a cache knows of one object.
@@ -83,7 +89,7 @@ pub enum Known {
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Default for Cache<K> {
     fn default() -> Self {
         Self {
-            stores: BTreeMap::new(),
+            stores: Arc::default(),
         }
     }
 }
@@ -94,20 +100,37 @@ where
 {
     /// Caches `events` as the scope `namespace`; the returned stream fills
     /// the cache as it is polled and yields what changed.
-    fn watch<S>(&mut self, namespace: Option<&str>, events: S) -> Trigger<K>
+    fn watch<S>(&self, namespace: Option<&str>, events: S) -> Trigger<K>
     where
         K: Debug + Send + Sync,
         S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     {
         let (reader, writer) = reflector::store();
-        self.stores.insert(namespace.map(str::to_owned), reader);
+        self.write().insert(namespace.map(str::to_owned), reader);
         events.reflect(writer).touched_objects().boxed()
     }
 
-    fn store(&self, namespace: &str) -> Option<&Store<K>> {
+    /// Drops a namespace's store (its watch has stopped): lookups there
+    /// answer [`Known::Unknown`] again.
+    pub fn forget(&self, namespace: &str) {
+        self.write().remove(&Some(namespace.to_owned()));
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Option<String>, Store<K>>> {
         self.stores
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn store(&self, namespace: &str) -> Option<Store<K>> {
+        let stores = self
+            .stores
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        stores
             .get(&Some(namespace.to_owned()))
-            .or_else(|| self.stores.get(&None))
+            .or_else(|| stores.get(&None))
+            .cloned()
     }
 
     /// The cached object.
@@ -127,7 +150,7 @@ where
                 None => Known::Unknown,
             },
             // Before the first list completes an empty store proves nothing.
-            None if is_ready(store) => Known::Absent,
+            None if is_ready(&store) => Known::Absent,
             None => Known::Unknown,
         }
     }
@@ -161,7 +184,14 @@ where
 
     /// Waits until every store has listed once.
     pub async fn ready(&self) {
-        for store in self.stores.values() {
+        let stores: Vec<Store<K>> = self
+            .stores
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for store in stores {
             let _ = store.wait_until_ready().await;
         }
     }
@@ -182,7 +212,7 @@ pub type Trigger<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Err
 /// Watches `K` as metadata in one scope (`None`: every namespace) into
 /// `cache`; returns the watch as a trigger.
 pub fn metadata<K>(
-    cache: &mut Cache<PartialObjectMeta<K>>,
+    cache: &Cache<PartialObjectMeta<K>>,
     client: &kube::Client,
     namespace: Option<&str>,
     config: &watcher::Config,
@@ -236,7 +266,7 @@ fn keep_labels(metadata: &mut ObjectMeta, labels: &[&str]) {
 
 /// Watches StatefulSets in one scope, without their pod templates' specs.
 pub fn statefulsets(
-    cache: &mut Cache<StatefulSet>,
+    cache: &Cache<StatefulSet>,
     client: &kube::Client,
     namespace: Option<&str>,
     config: &watcher::Config,
@@ -249,7 +279,7 @@ pub fn statefulsets(
 
 /// Watches pods in one scope, without their specs.
 pub fn pods(
-    cache: &mut Cache<Pod>,
+    cache: &Cache<Pod>,
     client: &kube::Client,
     namespace: Option<&str>,
     config: &watcher::Config,
@@ -263,7 +293,7 @@ pub fn pods(
 /// Watches OpenBaoRestores in one scope (small, user-written objects:
 /// only managed fields and annotations are dropped).
 pub fn restores(
-    cache: &mut Cache<OpenBaoRestore>,
+    cache: &Cache<OpenBaoRestore>,
     client: &kube::Client,
     namespace: Option<&str>,
 ) -> Trigger<OpenBaoRestore> {
@@ -308,7 +338,7 @@ pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
 
 /// Watches the operator's Jobs in one scope, without their pod templates.
 pub fn jobs(
-    cache: &mut Cache<Job>,
+    cache: &Cache<Job>,
     client: &kube::Client,
     namespace: Option<&str>,
     config: &watcher::Config,

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use lifecycle_types::OpenBaoClusterSpec;
-use lifecycle_types::validation::{validate_references, validate_spec, validate_update};
+use lifecycle_types::validation::{
+    validate_hardened, validate_references, validate_spec, validate_update,
+};
 use serde_json::{Value, json};
 use test_support::ControlPlane;
 use test_support::wait::poll_until;
@@ -47,6 +49,7 @@ fn code_on_create(name: &str, spec: &Value) -> Vec<String> {
     validate_spec(&spec)
         .into_iter()
         .chain(validate_references(name, &spec))
+        .chain(validate_hardened(&spec))
         .map(|e| e.field)
         .collect()
 }
@@ -185,6 +188,51 @@ async fn bad_specs_and_updates_are_refused_by_the_policy_and_the_code() {
                 {"field": "password", "secretKeyRef": {"name": "own-server-tls-server", "key": "tls.key"}}]}]}}),
         "spec.selfInit.requests[",
     ));
+
+    // The Hardened profile's posture: one rule broken at a time.
+    let hardened = |change: Value| {
+        merged(
+            &json!({"version": "2.7.2", "profile": "Hardened", "replicas": 3,
+                    "selfInit": {"enabled": true},
+                    "tls": {"mode": "External", "externalSecretName": "prod-tls"},
+                    "unseal": {"type": "transit", "transit": {
+                        "address": "https://transit:8200", "keyName": "k", "tokenSecretRef": "t"}}}),
+            &change,
+        )
+    };
+    for (name, change, field) in [
+        (
+            "hardened-own-ca",
+            json!({"tls": {"mode": "OperatorManaged", "externalSecretName": null}}),
+            "spec.tls.mode",
+        ),
+        (
+            "hardened-default-tls",
+            json!({"tls": null}),
+            "spec.tls.mode",
+        ),
+        (
+            "hardened-static-seal",
+            json!({"unseal": {"type": "static", "transit": null}}),
+            "spec.unseal.type",
+        ),
+        (
+            "hardened-default-seal",
+            json!({"unseal": null}),
+            "spec.unseal.type",
+        ),
+        (
+            "hardened-one-voter",
+            json!({"replicas": 1}),
+            "spec.replicas",
+        ),
+    ] {
+        bad_creates.push((name.into(), hardened(change), field));
+    }
+    assert!(code_on_create("hardened-ok", &hardened(json!({}))).is_empty());
+    create("hardened-ok".into(), hardened(json!({})))
+        .await
+        .expect("a Hardened spec that keeps every rule is accepted");
 
     let mut refused = 0;
     for (name, spec, field) in &bad_creates {

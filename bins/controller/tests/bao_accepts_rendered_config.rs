@@ -264,6 +264,10 @@ async fn a_self_init_config_initializes_the_cluster_without_a_root_token() {
     let plane = ControlPlane::start().await.unwrap();
     plane.allow_anonymous_issuer_discovery().await.unwrap();
     let mut cluster = sample("openbaocluster-hardened.yaml");
+    // The sample's Transit seal needs another OpenBao; this test is about
+    // self-init and the configuration, on a node that unseals by itself
+    // (the e2e story runs the Transit seal with real pods).
+    cluster.spec.unseal = Default::default();
     // Every optional configuration field at least once, on a node that
     // unseals (audit devices are set up only after unsealing, where OpenBao
     // refuses what it does not allow: a prefix, for one). Syslog is left

@@ -25,6 +25,8 @@ use test_support::wait::{poll_until, poll_until_ok};
 use test_support::{ControlPlane, NodeAgent, NodeAgentOptions};
 
 const NS: &str = "team-a";
+/// The Hardened cluster's certificate Secret (External TLS).
+const PROD_TLS: &str = "prod-tls";
 
 async fn get(client: &kube::Client, name: &str) -> OpenBaoCluster {
     Api::<OpenBaoCluster>::namespaced(client.clone(), NS)
@@ -80,7 +82,7 @@ async fn start_with(options: NodeAgentOptions) -> (ControlPlane, kube::Client, N
 #[tokio::test]
 async fn development_cluster_bootstraps_heals_and_scales() {
     let (plane, client, agent) = start().await;
-    let running = Running::start(&plane, agent.resolver()).await;
+    let running = start_operator(&plane, &agent, |_| {}).await;
     let spec = |replicas: i32| {
         json!({
             "version": "2.7.2",
@@ -247,7 +249,36 @@ async fn hardened_self_init_cluster_unseals_through_transit_and_upgrades_under_l
 
     // A short bound for "answering but never serving", so the locked
     // cluster below is reported within the test.
-    let running = Running::start_with(&plane, agent.resolver(), |settings| {
+    // Hardened takes its certificate from outside the operator (in real
+    // life cert-manager): the test's own CA signs one for every name the
+    // operator would have put in its own.
+    let prod_ca = test_support::pki::TestCa::new("prod external CA").unwrap();
+    let named: OpenBaoCluster = serde_json::from_value(json!({
+        "apiVersion": "openbao.org/v1alpha1", "kind": "OpenBaoCluster",
+        "metadata": {"name": "prod", "namespace": NS}, "spec": {"version": "2.7.2"},
+    }))
+    .unwrap();
+    let sans = controller::render::secrets::server_sans(&named).unwrap();
+    let sans: Vec<&str> = sans.iter().map(String::as_str).collect();
+    let prod_cert = prod_ca.issue("prod", None, &sans).unwrap();
+    secrets
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": PROD_TLS},
+                "type": "kubernetes.io/tls",
+                "stringData": {
+                    "tls.crt": prod_cert.cert_pem,
+                    "tls.key": prod_cert.key_pem,
+                    "ca.crt": prod_ca.cert_pem(),
+                },
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let running = start_operator(&plane, &agent, |settings| {
         settings.stuck_after = Duration::from_secs(30);
         job_images(settings);
     })
@@ -280,6 +311,7 @@ async fn hardened_self_init_cluster_unseals_through_transit_and_upgrades_under_l
             "version": version,
             "replicas": 3,
             "profile": "Hardened",
+            "tls": {"mode": "External", "externalSecretName": PROD_TLS},
             "unseal": {"type": "transit", "transit": {
                 "address": format!("https://transit-0.transit.{NS}.svc:8200"),
                 "keyName": "autounseal",
@@ -402,7 +434,7 @@ async fn hardened_self_init_cluster_unseals_through_transit_and_upgrades_under_l
                 name: "prod".into(),
                 namespace: NS.into(),
                 ca_pem: secrets
-                    .get(&names::tls_server_secret("prod"))
+                    .get(PROD_TLS)
                     .await
                     .unwrap()
                     .data
@@ -435,7 +467,7 @@ async fn hardened_self_init_cluster_unseals_through_transit_and_upgrades_under_l
         running,
         |upgrade| prod("2.7.2", upgrade),
         || {
-            Running::start_with(&plane, agent.resolver(), |settings| {
+            start_operator(&plane, &agent, |settings| {
                 settings.stuck_after = Duration::from_secs(30);
                 job_images(settings);
             })
@@ -584,7 +616,7 @@ async fn upgrade_under_load<R: std::future::Future<Output = Running>>(
 
     let ca_pem = String::from_utf8(
         Api::<Secret>::namespaced(client.clone(), NS)
-            .get(&names::tls_server_secret("prod"))
+            .get(PROD_TLS)
             .await
             .unwrap()
             .data
@@ -946,7 +978,7 @@ async fn rolled_out(
 #[tokio::test]
 async fn config_change_and_certificate_rotation_roll_through_the_gate() {
     let (plane, client, agent) = start().await;
-    let running = Running::start(&plane, agent.resolver()).await;
+    let running = start_operator(&plane, &agent, |_| {}).await;
     let spec = |log_level: &str, extra_sans: &[&str]| {
         json!({
             "version": "2.7.2",
@@ -1113,7 +1145,24 @@ fn backed_up(endpoint: &str, schedule: &str, trigger: &str) -> serde_json::Value
 
 /// The controller, running the Jobs from [`with_object_storage`]'s images.
 async fn start_controller(plane: &ControlPlane, agent: &NodeAgent) -> Running {
-    Running::start_with(plane, agent.resolver(), job_images).await
+    start_operator(plane, agent, job_images).await
+}
+
+/// Every story runs in the multi-tenant install
+/// (`manifests/overlays/multi-tenant`): the controller reads Secrets only
+/// in [`NS`], which its OpenBaoTenant onboards.
+async fn start_operator(
+    plane: &ControlPlane,
+    agent: &NodeAgent,
+    tune: impl FnOnce(&mut controller::context::Settings),
+) -> Running {
+    let running = Running::start_with(plane, agent.resolver(), |settings| {
+        settings.scope = controller::stores::Scope::Tenants;
+        tune(settings);
+    })
+    .await;
+    plane.onboard_tenant(NS).await.unwrap();
+    running
 }
 
 /// The Jobs' images as [`with_object_storage`] maps them.

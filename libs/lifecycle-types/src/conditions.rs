@@ -71,6 +71,8 @@ pub mod restore_types {
 pub mod reasons {
     // Any condition.
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// Multi-tenant install: no OpenBaoTenant has onboarded the namespace.
+    pub const NAMESPACE_NOT_ONBOARDED: &str = "NamespaceNotOnboarded";
     pub const RECONCILING: &str = "Reconciling";
     pub const PAUSED: &str = "Paused";
 

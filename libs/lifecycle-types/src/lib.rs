@@ -13,12 +13,14 @@ pub mod identities;
 pub mod labels;
 pub mod names;
 pub mod restore;
+pub mod tenant;
 pub mod upgrade;
 pub mod validation;
 
 pub use cluster::{OpenBaoCluster, OpenBaoClusterSpec, OpenBaoClusterStatus};
 pub use conditions::{Condition, ConditionStatus};
 pub use restore::{OpenBaoRestore, OpenBaoRestoreSpec, OpenBaoRestoreStatus};
+pub use tenant::{OpenBaoTenant, OpenBaoTenantSpec, OpenBaoTenantStatus};
 
 /// API group of every custom resource this operator owns.
 pub const API_GROUP: &str = "openbao.org";
@@ -29,7 +31,11 @@ pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     use kube::CustomResourceExt;
-    vec![OpenBaoCluster::crd(), OpenBaoRestore::crd()]
+    vec![
+        OpenBaoCluster::crd(),
+        OpenBaoRestore::crd(),
+        OpenBaoTenant::crd(),
+    ]
 }
 
 /// Renders a CRD as the YAML document checked in under `manifests/crds/`.

@@ -696,6 +696,45 @@ pub fn plain_storage_endpoints(spec: &OpenBaoClusterSpec) -> Vec<&'static str> {
     .collect()
 }
 
+/// The Hardened profile's posture: a certificate the operator's own CA did
+/// not issue (External or ACME), a seal whose key does not sit in a
+/// Kubernetes Secret next to the data (not static), and at least three
+/// voters. Checked for clusters not yet initialized; a running cluster
+/// created before these rules keeps them as `ProductionReady` gaps (the
+/// admission policy likewise lets an update through when the old object
+/// already broke the rule).
+pub fn validate_hardened(spec: &OpenBaoClusterSpec) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if spec.profile != Profile::Hardened {
+        return errors;
+    }
+    if spec.tls.mode == TlsMode::OperatorManaged {
+        errors.push(FieldError {
+            field: "spec.tls.mode".into(),
+            message: HARDENED_TLS_MESSAGE.into(),
+        });
+    }
+    if spec.unseal.type_ == UnsealType::Static {
+        errors.push(FieldError {
+            field: "spec.unseal.type".into(),
+            message: HARDENED_SEAL_MESSAGE.into(),
+        });
+    }
+    if spec.replicas < 3 {
+        errors.push(FieldError {
+            field: "spec.replicas".into(),
+            message: HARDENED_REPLICAS_MESSAGE.into(),
+        });
+    }
+    errors
+}
+
+/// The words of [`validate_hardened`], shared with the admission policy
+/// (manifests/admission/cluster-invariants.yaml).
+pub const HARDENED_TLS_MESSAGE: &str = "must be External or ACME when spec.profile is Hardened: the operator's own CA key lives in a Secret beside the cluster; give a certificate from cert-manager (External) or use ACME, or use profile Development";
+pub const HARDENED_SEAL_MESSAGE: &str = "must not be static when spec.profile is Hardened: a static key sits in a Kubernetes Secret next to the data it unseals; use transit or a cloud KMS, or use profile Development";
+pub const HARDENED_REPLICAS_MESSAGE: &str = "must be at least 3 when spec.profile is Hardened: with fewer voters one lost pod loses quorum; set 3 or 5, or use profile Development";
+
 /// Secrets the spec names that the operator itself manages for the
 /// cluster `name` (its seal key, CA, server certificate, root token): a
 /// spec may not point the operator's Jobs or pods at them.
@@ -1761,6 +1800,46 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
         for bad in ["", "5", "m", "5 m", "5d", "-1s", ".5s", "5.s"] {
             assert_eq!(parse_duration(bad), None, "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn hardened_needs_an_outside_certificate_a_real_seal_and_three_voters() {
+        let mut spec = OpenBaoClusterSpec::with_version("2.7.2");
+        spec.replicas = 1;
+        assert!(validate_hardened(&spec).is_empty(), "Development is free");
+        spec.profile = Profile::Hardened;
+        let names: Vec<String> = validate_hardened(&spec)
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            names,
+            ["spec.tls.mode", "spec.unseal.type", "spec.replicas"]
+        );
+        spec.tls.mode = TlsMode::Acme;
+        spec.unseal.type_ = UnsealType::Awskms;
+        spec.replicas = 3;
+        assert!(validate_hardened(&spec).is_empty());
+    }
+
+    /// The admission policy refuses in the code's words.
+    #[test]
+    fn the_admission_policy_says_what_the_code_says() {
+        let policy = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../manifests/admission/cluster-invariants.yaml"),
+        )
+        .unwrap();
+        for (field, message) in [
+            ("spec.tls.mode", HARDENED_TLS_MESSAGE),
+            ("spec.unseal.type", HARDENED_SEAL_MESSAGE),
+            ("spec.replicas", HARDENED_REPLICAS_MESSAGE),
+        ] {
+            assert!(
+                policy.contains(&format!("message: \"{field}: {message}\"")),
+                "{field}: the policy's message differs from the code's"
+            );
         }
     }
 }

@@ -33,6 +33,48 @@ impl ControlPlane {
             .await
     }
 
+    /// [`Self::install_operator_rbac`] for the multi-tenant install
+    /// (`manifests/overlays/multi-tenant`): no Secret access in the
+    /// controller's ClusterRole, the tenants' roles added.
+    pub async fn install_operator_rbac_multi_tenant(&self) -> anyhow::Result<()> {
+        self.apply_kustomization("overlays/multi-tenant", |kind| RBAC_KINDS.contains(&kind))
+            .await
+    }
+
+    /// Onboards `namespace` in the multi-tenant install (an OpenBaoTenant
+    /// named after it) and waits until the controller reports it Ready.
+    pub async fn onboard_tenant(&self, namespace: &str) -> anyhow::Result<()> {
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "openbao.org",
+            "v1alpha1",
+            "OpenBaoTenant",
+        ));
+        let api: Api<DynamicObject> = Api::all_with(self.client().await?, &resource);
+        let tenant: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "openbao.org/v1alpha1",
+            "kind": "OpenBaoTenant",
+            "metadata": {"name": namespace},
+            "spec": {"namespace": namespace},
+        }))?;
+        api.patch(
+            namespace,
+            &PatchParams::apply("test-support").force(),
+            &Patch::Apply(&tenant),
+        )
+        .await?;
+        poll_until(Duration::from_secs(60), "the tenant Ready", || async {
+            let tenant = api.get(namespace).await?;
+            Ok(tenant.data["status"]["conditions"]
+                .as_array()
+                .is_some_and(|conditions| {
+                    conditions
+                        .iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                }))
+        })
+        .await
+    }
+
     /// The admission policies and bindings of `manifests/admission`.
     pub async fn install_admission_policies(&self) -> anyhow::Result<()> {
         self.apply_kustomization("admission", |_| true).await

@@ -42,7 +42,9 @@ use lifecycle_types::OpenBaoCluster;
 use lifecycle_types::backup::OperationKind;
 use lifecycle_types::cluster::OpenBaoClusterStatus;
 use lifecycle_types::events::actions;
-use lifecycle_types::validation::{validate_references, validate_spec, validate_version_change};
+use lifecycle_types::validation::{
+    validate_hardened, validate_references, validate_spec, validate_version_change,
+};
 use openbao_client::HealthState;
 
 pub use error::ReconcileError;
@@ -51,7 +53,7 @@ use crate::apply::FIELD_MANAGER;
 use crate::clusters::{ClusterKey, ClusterState, backoff, lock};
 use crate::context::Context;
 use crate::metrics::{ClusterLabels, ErrorLabels};
-use crate::status::{self, InitView, Observation, TlsView};
+use crate::status::{self, InitView, Observation, Refusal, TlsView};
 use snapshot::{last_termination, running_for};
 
 /// What the steps decided about the next look.
@@ -216,6 +218,11 @@ async fn reconcile_inner(
 
     let mut errors = validate_spec(&cluster.spec);
     errors.extend(validate_references(&cluster.name_any(), &cluster.spec));
+    // A cluster running before the Hardened rules existed keeps serving;
+    // its gaps stay in ProductionReady.
+    if !cluster.status.as_ref().is_some_and(|s| s.initialized) {
+        errors.extend(validate_hardened(&cluster.spec));
+    }
     // The version policy, against what the pods run (the API server checks
     // it against the stored spec, which a forced edit may have bypassed).
     if let Some(running) = cluster
@@ -225,12 +232,24 @@ async fn reconcile_inner(
     {
         errors.extend(validate_version_change(running, &cluster.spec));
     }
-    if !errors.is_empty() {
-        let message = errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("; ");
+    let refused = if !errors.is_empty() {
+        Some(Refusal::invalid_spec(
+            errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ))
+    } else {
+        match ctx.tenancy.as_ref().map(|t| t.onboarded(&key(cluster).0)) {
+            // The tenants are not listed yet: ask again shortly.
+            Some(None) => return Ok(Next::Soon),
+            Some(Some(false)) => Some(Refusal::not_onboarded(&key(cluster).0)),
+            _ => None,
+        }
+    };
+    if let Some(refused) = refused {
+        let message = refused.message.clone();
         let seen = Observation {
             pods: Vec::new(),
             membership: None,
@@ -238,11 +257,11 @@ async fn reconcile_inner(
             init: InitView::Waiting(String::new()),
             tls: TlsView {
                 ready: false,
-                reason: lifecycle_types::conditions::reasons::INVALID_SPEC,
-                message: message.clone(),
+                reason: refused.reason,
+                message,
             },
             root_token_stored: false,
-            invalid_spec: Some(message),
+            refused: Some(refused),
             exposure_problem: None,
             stuck: None,
             backup: backup::BackupView::default(),
@@ -383,7 +402,7 @@ async fn reconcile_inner(
         init,
         tls: material.tls.clone(),
         root_token_stored: snapshot.secrets.root_token_stored,
-        invalid_spec: None,
+        refused: None,
         exposure_problem: stage.exposure_problem.clone(),
         stuck,
         backup,

@@ -19,6 +19,7 @@ pub mod secrets;
 pub mod self_init;
 pub mod services;
 pub mod statefulset;
+pub mod tenant;
 pub mod upgrade;
 
 #[cfg(test)]

@@ -80,7 +80,11 @@ impl Running {
         // The controller acts as its ServiceAccount with the shipped RBAC
         // (the admin impersonates it), so every test proves the install's
         // least-privilege role is enough.
-        plane.install_operator_rbac().await.unwrap();
+        if settings.scope == controller::stores::Scope::Tenants {
+            plane.install_operator_rbac_multi_tenant().await.unwrap();
+        } else {
+            plane.install_operator_rbac().await.unwrap();
+        }
         let mut config = plane.config().await.unwrap();
         config.auth_info.impersonate = Some(format!(
             "system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
