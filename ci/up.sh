@@ -8,6 +8,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
+started=$SECONDS
+step() { printf '\n[up] %s\n' "$*"; }
+
+step "installing the test servers that are missing (etcd, Kubernetes, OpenBao, S3; the first run builds them, about 20 minutes on 2 cores)"
 bash ci/install-test-env.sh
-cargo build --quiet --locked --package controller --bin controller --package backup --bin backup --package restore --bin restore --package upgrade --bin upgrade
+step "building the operator's binaries and devenv (the first build takes about 10 minutes on 2 cores; cargo shows its progress)"
+cargo build --locked \
+  --package controller --bin controller \
+  --package backup --bin backup \
+  --package restore --bin restore \
+  --package upgrade --bin upgrade \
+  --package test-support --bin devenv
+step "built in $((SECONDS - started)) s; starting the environment (Ctrl-C at any time stops it and removes everything)"
 exec cargo run --quiet --locked --package test-support --bin devenv -- "$@"

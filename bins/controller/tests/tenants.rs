@@ -129,6 +129,7 @@ async fn tenants_confine_the_controller_to_onboarded_namespaces() {
     for ns in [ONBOARDED, OUTSIDER] {
         namespace(&admin, ns).await;
     }
+    plane.install_admission_policies().await.unwrap();
     let _running = Running::start_with(&plane, Arc::new(NoNames), |settings| {
         settings.scope = controller::stores::Scope::Tenants;
     })
@@ -251,6 +252,8 @@ async fn tenants_confine_the_controller_to_onboarded_namespaces() {
     )
     .await;
 
+    the_operator_cannot_onboard_a_namespace_by_itself(&plane).await;
+
     // The onboarded namespace's cluster gets its objects; the other still
     // nothing.
     poll_until(
@@ -363,4 +366,79 @@ async fn tenants_confine_the_controller_to_onboarded_namespaces() {
         &[("get", ONBOARDED, false), ("list", ONBOARDED, false)],
     )
     .await;
+}
+
+/// manifests/admission/tenant-bindings.yaml: the operator (impersonated)
+/// holds `bind` on the tenant role and may write RoleBindings anywhere, yet
+/// cannot grant itself Secrets where no tenant owns the binding.
+async fn the_operator_cannot_onboard_a_namespace_by_itself(plane: &ControlPlane) {
+    let operator = plane
+        .client_as(
+            &format!("system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"),
+            &["system:serviceaccounts", "system:authenticated"],
+        )
+        .await
+        .unwrap();
+    let binding = |namespace: &str, name: &str| -> RoleBinding {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": controller::render::tenant::TENANT_CLUSTER_ROLE},
+            "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_ACCOUNT, "namespace": OPERATOR_NAMESPACE}],
+        }))
+        .unwrap()
+    };
+    let cases = [
+        (
+            "kube-system",
+            "openbao-operator",
+            "may not bind openbao-operator-tenant in namespace kube-system",
+        ),
+        (
+            OPERATOR_NAMESPACE,
+            "openbao-operator",
+            "may not bind openbao-operator-tenant in namespace",
+        ),
+        (
+            OUTSIDER,
+            "openbao-operator",
+            "owned by the namespace's OpenBaoTenant",
+        ),
+        (OUTSIDER, "sneaky", "owned by the namespace's OpenBaoTenant"),
+    ];
+    for (namespace, name, refusal) in cases {
+        let api: Api<RoleBinding> = Api::namespaced(operator.clone(), namespace);
+        // The policy is in force within a moment of its install; a binding
+        // that got through before is removed and tried again.
+        poll_until(
+            Duration::from_secs(30),
+            "the tenant-binding guard",
+            || async {
+                match api
+                    .create(&PostParams::default(), &binding(namespace, name))
+                    .await
+                {
+                    Ok(_) => {
+                        Api::<RoleBinding>::namespaced(plane.client().await?, namespace)
+                            .delete(name, &DeleteParams::default())
+                            .await?;
+                        Ok(false)
+                    }
+                    Err(error) => {
+                        assert!(
+                            error.to_string().contains(refusal),
+                            "{namespace}/{name}: {error}"
+                        );
+                        Ok(true)
+                    }
+                }
+            },
+        )
+        .await
+        .unwrap();
+    }
+    println!(
+        "the operator's own tenant bindings: {} forged ones refused",
+        cases.len()
+    );
 }

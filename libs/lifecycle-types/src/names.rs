@@ -122,8 +122,9 @@ pub const ROOT_TOKEN: &str = "token";
 /// The ValidatingAdmissionPolicies (and their bindings, of the same names)
 /// that `manifests/admission` ships; the controller checks at startup that
 /// each is installed and enforced.
-pub const ADMISSION_POLICIES: [&str; 3] = [
+pub const ADMISSION_POLICIES: [&str; 4] = [
     "openbao-operator-cluster-invariants",
     "openbao-operator-managed-objects",
     "openbao-operator-statefulset-writes",
+    "openbao-operator-tenant-bindings",
 ];

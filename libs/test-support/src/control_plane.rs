@@ -67,7 +67,18 @@ impl ControlPlane {
     /// Starts etcd, the API server and the controller-manager, and returns
     /// once the API server is ready and the controller-manager is working.
     pub async fn start() -> anyhow::Result<Self> {
-        Self::start_in(EnvDir::new("control-plane")?).await
+        // Ports are picked free and then handed to etcd and the API server,
+        // so a concurrent test can take one in between: one more try, on
+        // new ports, before the failure counts.
+        match Self::start_in(EnvDir::new("control-plane")?).await {
+            Ok(plane) => Ok(plane),
+            Err(error) => {
+                eprintln!(
+                    "the control plane did not start ({error:#}); trying once more on new ports"
+                );
+                Self::start_in(EnvDir::new("control-plane")?).await
+            }
+        }
     }
 
     /// Like [`ControlPlane::start`] but keeps its files in `dir`.

@@ -93,6 +93,20 @@ fn devenv_runs_openbao_pods_that_form_a_raft_cluster_and_prints_how_to_connect()
         "devenv failed or was not ready within 270s ({status}):\n{stdout}\n{stderr}"
     );
     eprintln!("devenv came up and went down in {:?}", started.elapsed());
+    // A newcomer reads what devenv says: no Rust Debug text and no client
+    // errors from the API server's start.
+    for noise in ["Some(", "None,", " ERROR "] {
+        assert!(
+            !stdout.contains(noise) && !stderr.contains(noise),
+            "devenv printed {noise:?}:\n{stdout}\n{stderr}"
+        );
+    }
+    assert!(
+        stdout.contains("  phase Pending")
+            || stdout.contains("  phase Initializing")
+            || stdout.contains("  phase Running"),
+        "{stdout}"
+    );
     assert!(stdout.lines().any(|l| l == "stopping..."), "{stdout}");
     assert!(
         stdout.contains("installed CRD openbaoclusters.openbao.org"),

@@ -62,9 +62,26 @@ struct Args {
     exit_when_ready: bool,
 }
 
+/// An API enum as the API spells it (`Pending`, `Backup`), not Rust's
+/// Debug text.
+fn shown(value: Option<&impl serde::Serialize>) -> Option<String> {
+    match serde_json::to_value(value?).ok()? {
+        serde_json::Value::String(text) => Some(text),
+        other => Some(other.to_string()),
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    test_support::init_tracing();
+    // What a user needs: devenv's own lines and real problems. The kube
+    // client's retries while the API server starts are not (devenv waits
+    // for it and says so); RUST_LOG overrides.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,kube_client=off,kube_runtime=off".into()),
+        )
+        .try_init();
     let args = Args::parse();
     // Listening for signals from the start means a Ctrl-C during start-up
     // also drops (stops and removes) whatever has come up so far.
@@ -313,7 +330,12 @@ async fn wait_backup(
     // backup, each once.
     let mut watch = |operation: Option<&OperationLock>, failure: Option<&BackupFailure>| {
         let line = match (operation, failure) {
-            (Some(op), _) => format!("  {:?} Job {} running ({})", op.kind, op.job, op.cause),
+            (Some(op), _) => format!(
+                "  {} Job {} running ({})",
+                shown(Some(&op.kind)).unwrap_or_default(),
+                op.job,
+                op.cause
+            ),
             (None, Some(f)) => format!(
                 "  backup Job {} failed: {}: {} (pod logs under {logs})",
                 f.job, f.reason, f.message
@@ -473,8 +495,8 @@ async fn wait_available(
         let available = lifecycle_types::conditions::find(&status.conditions, "Available");
         let initialized = lifecycle_types::conditions::find(&status.conditions, "Initialized");
         let line = format!(
-            "  phase {:?}, {}/{replicas} ready, {}",
-            status.phase,
+            "  phase {}, {}/{replicas} ready, {}",
+            shown(status.phase.as_ref()).unwrap_or_else(|| "not set yet".into()),
             status.ready_replicas,
             initialized
                 .filter(|c| c.reason != "SelfInitialized" && c.reason != "OperatorInitialized")
