@@ -61,15 +61,27 @@ async fn every_sample_is_accepted_as_written() {
         let path = entry.unwrap().path();
         let object: DynamicObject =
             serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        dynamic_clusters(&client)
-            .create(&PostParams::default(), &object)
+        // OpenBaoTenants are cluster-scoped; the clusters go to NAMESPACE.
+        let api = if object
+            .types
+            .as_ref()
+            .is_some_and(|t| t.kind == "OpenBaoTenant")
+        {
+            let resource = kube::discovery::ApiResource::from_gvk(
+                &kube::core::GroupVersionKind::gvk("openbao.org", "v1alpha1", "OpenBaoTenant"),
+            );
+            Api::<DynamicObject>::all_with(client.clone(), &resource)
+        } else {
+            dynamic_clusters(&client)
+        };
+        api.create(&PostParams::default(), &object)
             .await
             .unwrap_or_else(|e| panic!("{} was rejected: {e}", path.display()));
         applied += 1;
     }
     assert!(
-        applied >= 2,
-        "expected the sample manifests, found {applied}"
+        applied >= 4,
+        "expected the sample manifests (three clusters and a tenant), found {applied}"
     );
 }
 
