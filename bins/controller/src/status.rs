@@ -67,11 +67,11 @@ impl Refusal {
     }
 
     /// The multi-tenant install has not onboarded the namespace: pending
-    /// until a platform admin does.
-    pub fn not_onboarded(namespace: &str) -> Self {
+    /// until a platform admin does; `message` says what is missing.
+    pub fn not_onboarded(message: String) -> Self {
         Self {
             reason: reasons::NAMESPACE_NOT_ONBOARDED,
-            message: crate::tenants::not_onboarded_message(namespace),
+            message,
             phase: Phase::Pending,
         }
     }

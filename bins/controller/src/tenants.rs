@@ -86,7 +86,7 @@ impl Tenancy {
     /// has bound the operator's role there (and still does while it waits
     /// for the clusters to go); `None` until the tenants are listed. Starts
     /// the namespace's Secret watch.
-    pub fn onboarded(&self, namespace: &str) -> Option<bool> {
+    pub fn onboarded(&self, namespace: &str) -> Option<Result<(), String>> {
         use futures::FutureExt;
         let listed = self
             .tenants
@@ -96,14 +96,14 @@ impl Tenancy {
         if !listed {
             return None;
         }
-        let onboarded = self
-            .tenants
-            .get(&ObjectRef::new(namespace))
-            .is_some_and(|tenant| serves_clusters(&tenant));
-        if onboarded {
-            self.secrets.ensure(namespace);
+        let Some(tenant) = self.tenants.get(&ObjectRef::new(namespace)) else {
+            return Some(Err(not_onboarded_message(namespace)));
+        };
+        if !serves_clusters(&tenant) {
+            return Some(Err(tenant_not_ready_message(&tenant)));
         }
-        Some(onboarded)
+        self.secrets.ensure(namespace);
+        Some(Ok(()))
     }
 }
 
@@ -124,6 +124,22 @@ pub fn serves_clusters(tenant: &OpenBaoTenant) -> bool {
 pub fn not_onboarded_message(namespace: &str) -> String {
     format!(
         "namespace {namespace} is not onboarded (the operator runs in the multi-tenant install mode and may not read Secrets here): a platform admin creates an OpenBaoTenant named {namespace} with spec.namespace: {namespace}; nothing is created until then"
+    )
+}
+
+/// The message when the namespace's tenant exists but has not bound the
+/// operator's role (yet): its own Ready condition says why.
+fn tenant_not_ready_message(tenant: &OpenBaoTenant) -> String {
+    let name = tenant.name_any();
+    let why = tenant
+        .status
+        .as_ref()
+        .and_then(|s| lifecycle_types::conditions::find(&s.conditions, tenant_conditions::READY))
+        .map(|ready| format!("{}: {}", ready.reason, ready.message))
+        .unwrap_or_else(|| "the operator has not processed it yet".into());
+    format!(
+        "namespace {} is not onboarded yet: OpenBaoTenant {name} is not Ready ({why}); see `kubectl get openbaotenant {name} -o yaml`",
+        tenant.spec.namespace
     )
 }
 
@@ -431,4 +447,38 @@ async fn write_status(
             source,
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiting_cluster_is_told_why_its_tenant_is_not_ready() {
+        let mut tenant: OpenBaoTenant = serde_json::from_value(serde_json::json!({
+            "apiVersion": "openbao.org/v1alpha1", "kind": "OpenBaoTenant",
+            "metadata": {"name": "team-a"}, "spec": {"namespace": "team-a"},
+        }))
+        .unwrap();
+        assert!(!serves_clusters(&tenant));
+        assert!(tenant_not_ready_message(&tenant).contains("has not processed it yet"));
+        tenant.status = Some(OpenBaoTenantStatus {
+            conditions: vec![Condition::new(
+                tenant_conditions::READY,
+                ConditionStatus::False,
+                tenant_conditions::APPLY_FAILED,
+                "create ResourceQuota team-a/openbao-tenant failed: quantities must match",
+                None,
+            )],
+            ..Default::default()
+        });
+        let message = tenant_not_ready_message(&tenant);
+        assert!(
+            message
+                .contains("OpenBaoTenant team-a is not Ready (ApplyFailed: create ResourceQuota"),
+            "{message}"
+        );
+        assert!(!serves_clusters(&tenant));
+        assert!(not_onboarded_message("team-b").contains("OpenBaoTenant named team-b"));
+    }
 }

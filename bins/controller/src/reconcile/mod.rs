@@ -244,7 +244,7 @@ async fn reconcile_inner(
         match ctx.tenancy.as_ref().map(|t| t.onboarded(&key(cluster).0)) {
             // The tenants are not listed yet: ask again shortly.
             Some(None) => return Ok(Next::Soon),
-            Some(Some(false)) => Some(Refusal::not_onboarded(&key(cluster).0)),
+            Some(Some(Err(message))) => Some(Refusal::not_onboarded(message)),
             _ => None,
         }
     };
