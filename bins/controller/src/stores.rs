@@ -122,11 +122,14 @@ where
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn store(&self, namespace: &str) -> Option<Store<K>> {
-        let stores = self
-            .stores
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Option<String>, Store<K>>> {
+        self.stores
             .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn store(&self, namespace: &str) -> Option<Store<K>> {
+        let stores = self.read();
         stores
             .get(&Some(namespace.to_owned()))
             .or_else(|| stores.get(&None))
@@ -184,13 +187,7 @@ where
 
     /// Waits until every store has listed once.
     pub async fn ready(&self) {
-        let stores: Vec<Store<K>> = self
-            .stores
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let stores: Vec<Store<K>> = self.read().values().cloned().collect();
         for store in stores {
             let _ = store.wait_until_ready().await;
         }
@@ -198,7 +195,7 @@ where
 }
 
 /// The store has completed its first list.
-fn is_ready<K: Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K>) -> bool {
+pub(crate) fn is_ready<K: Resource<DynamicType = ()> + Clone + 'static>(store: &Store<K>) -> bool {
     use futures::FutureExt;
     store
         .wait_until_ready()

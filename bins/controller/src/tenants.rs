@@ -87,13 +87,7 @@ impl Tenancy {
     /// for the clusters to go); `None` until the tenants are listed. Starts
     /// the namespace's Secret watch.
     pub fn onboarded(&self, namespace: &str) -> Option<Result<(), String>> {
-        use futures::FutureExt;
-        let listed = self
-            .tenants
-            .wait_until_ready()
-            .now_or_never()
-            .is_some_and(|ready| ready.is_ok());
-        if !listed {
+        if !stores::is_ready(&self.tenants) {
             return None;
         }
         let Some(tenant) = self.tenants.get(&ObjectRef::new(namespace)) else {
@@ -320,29 +314,36 @@ async fn apply_objects(tenant: &OpenBaoTenant, ctx: &Context) -> Result<Vec<Stri
     )?;
     ctx.applier.apply(&role_binding).await?;
     let mut made = vec![format!("RoleBinding/{}", render::ROLE_BINDING)];
-    match quota {
-        Some(quota) => {
-            ctx.applier.apply(&quota).await?;
-            made.push(format!("ResourceQuota/{}", render::LIMITS));
-        }
-        None => {
-            ctx.applier
-                .delete::<ResourceQuota>(namespace, render::LIMITS)
-                .await?;
-        }
-    }
-    match limits {
-        Some(limits) => {
-            ctx.applier.apply(&limits).await?;
-            made.push(format!("LimitRange/{}", render::LIMITS));
-        }
-        None => {
-            ctx.applier
-                .delete::<LimitRange>(namespace, render::LIMITS)
-                .await?;
-        }
-    }
+    made.extend(apply_or_remove::<ResourceQuota>(ctx, namespace, quota).await?);
+    made.extend(apply_or_remove::<LimitRange>(ctx, namespace, limits).await?);
     Ok(made)
+}
+
+/// Applies an optional object of the tenant (`Kind/name` when made), or
+/// deletes it when the spec no longer asks for it.
+async fn apply_or_remove<K>(
+    ctx: &Context,
+    namespace: &str,
+    object: Option<K>,
+) -> Result<Option<String>, TenantError>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let kind = K::kind(&());
+    match object {
+        Some(object) => {
+            ctx.applier.apply(&object).await?;
+            Ok(Some(format!("{kind}/{}", render::LIMITS)))
+        }
+        None => {
+            ctx.applier.delete::<K>(namespace, render::LIMITS).await?;
+            Ok(None)
+        }
+    }
 }
 
 async fn offboard(tenant: &OpenBaoTenant, ctx: &Context) -> Result<Action, TenantError> {
