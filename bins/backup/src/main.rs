@@ -72,6 +72,9 @@ struct Args {
     /// The destination is a local emulator: unsigned requests, no credential lookup.
     #[arg(long, env = "BACKUP_STORAGE_EMULATOR")]
     storage_emulator: bool,
+    /// PEM CA certificates of a private storage endpoint, trusted besides the usual roots.
+    #[arg(long, env = "BACKUP_STORAGE_CA_FILE")]
+    storage_ca_file: Option<std::path::PathBuf>,
     /// Keep at least this many newest backups.
     #[arg(long, env = "BACKUP_KEEP_LAST")]
     keep_last: Option<usize>,
@@ -115,6 +118,7 @@ async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value,
             s3_endpoint: args.s3_endpoint.clone(),
             gcs_endpoint: args.gcs_endpoint.clone(),
             emulator: args.storage_emulator,
+            ca_file: args.storage_ca_file.clone(),
         },
     )
     .map_err(|e| JobError::new(ExitCode::Config, e.to_string()))?;
@@ -133,9 +137,21 @@ async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value,
                     )
                 })?;
             let period = Duration::from_secs(days * 86_400);
+            // Destination::open has read and checked the same file.
+            let ca_pem = match &args.storage_ca_file {
+                Some(file) => Some(std::fs::read(file).map_err(|e| {
+                    JobError::new(
+                        ExitCode::Config,
+                        format!("cannot read the storage CA file {}: {e}", file.display()),
+                    )
+                })?),
+                None => None,
+            };
+            let endpoint = args.s3_endpoint.as_deref();
             Some(
-                object_lock::ObjectLock::new(bucket, args.s3_endpoint.as_deref(), mode, period)
-                    .await,
+                object_lock::ObjectLock::new(bucket, endpoint, ca_pem, mode, period)
+                    .await
+                    .map_err(|e| JobError::new(ExitCode::Config, e))?,
             )
         }
         _ => None,

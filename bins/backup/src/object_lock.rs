@@ -28,16 +28,29 @@ pub struct ObjectLock {
 }
 
 impl ObjectLock {
+    /// `ca_pem`: the CA certificates of a private endpoint, trusted
+    /// besides the platform's roots.
     pub async fn new(
         bucket: &str,
         endpoint: Option<&str>,
+        ca_pem: Option<Vec<u8>>,
         mode: LockMode,
         period: Duration,
-    ) -> Self {
+    ) -> Result<Self, String> {
+        let mut trust = tls::TrustStore::default();
+        if let Some(pem) = ca_pem {
+            trust = trust.with_pem_certificate(pem);
+        }
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(
                 tls::rustls_provider::CryptoMode::Ring,
             ))
+            .tls_context(
+                tls::TlsContext::builder()
+                    .with_trust_store(trust)
+                    .build()
+                    .map_err(|e| format!("cannot set up TLS for Object Lock: {e}"))?,
+            )
             .build_https();
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http)
@@ -47,12 +60,12 @@ impl ObjectLock {
         if let Some(endpoint) = endpoint {
             config = config.endpoint_url(endpoint).force_path_style(true);
         }
-        Self {
+        Ok(Self {
             client: aws_sdk_s3::Client::from_conf(config.build()),
             bucket: bucket.to_owned(),
             mode,
             period,
-        }
+        })
     }
 
     /// Sets the retention of `key` to now + the period.

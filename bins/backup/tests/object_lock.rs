@@ -1,5 +1,7 @@
 //! With --object-lock-mode, a backup's snapshot and manifest are immutable
 //! in a real S3-compatible server: retention is set and early deletion fails.
+//! The server is a private https endpoint: the backup trusts it through
+//! --storage-ca-file, on both of its S3 clients, and refuses it without.
 
 // A test fails loudly on any unexpected error.
 #![allow(clippy::unwrap_used)]
@@ -15,6 +17,14 @@ async fn s3_client(s3: &S3Server) -> aws_sdk_s3::Client {
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,
         ))
+        .tls_context(
+            tls::TlsContext::builder()
+                .with_trust_store(
+                    tls::TrustStore::empty().with_pem_certificate(s3.ca_pem.clone().unwrap()),
+                )
+                .build()
+                .unwrap(),
+        )
         .build_https();
     let credentials = aws_sdk_s3::config::Credentials::new(
         s3.access_key_id(),
@@ -42,7 +52,10 @@ async fn object_lock_makes_backups_immutable() {
     })
     .await
     .unwrap();
-    let s3 = S3Server::start("plain").await.unwrap();
+    let s3 = S3Server::start_tls_on("plain", std::net::Ipv4Addr::LOCALHOST)
+        .await
+        .unwrap();
+    assert!(s3.endpoint.starts_with("https://"));
     let client = s3_client(&s3).await;
     client
         .create_bucket()
@@ -54,6 +67,8 @@ async fn object_lock_makes_backups_immutable() {
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ca.crt"), bao.ca_pem().unwrap()).unwrap();
+    let storage_ca = dir.path().join("storage-ca.crt");
+    std::fs::write(&storage_ca, s3.ca_pem.as_deref().unwrap()).unwrap();
     std::fs::write(
         dir.path().join("token"),
         bao.identity_token(Identity::Backup).await.unwrap(),
@@ -77,7 +92,7 @@ async fn object_lock_makes_backups_immutable() {
         ),
         ("AWS_REGION".into(), test_support::s3::REGION.into()),
     ];
-    let flags = |bucket: &str| -> Vec<String> {
+    let without_ca = |bucket: &str| -> Vec<String> {
         [
             "--namespace",
             "team-a",
@@ -97,6 +112,11 @@ async fn object_lock_makes_backups_immutable() {
         .iter()
         .map(|s| s.to_string())
         .collect()
+    };
+    let flags = |bucket: &str| -> Vec<String> {
+        let mut flags = without_ca(bucket);
+        flags.extend(["--storage-ca-file".into(), storage_ca.display().to_string()]);
+        flags
     };
     let backup = std::path::Path::new(env!("CARGO_BIN_EXE_backup"));
     let run = run_job(backup, &flags("locked"), &env).await.unwrap();
@@ -161,4 +181,15 @@ async fn object_lock_makes_backups_immutable() {
         .unwrap();
     let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
     assert!(keys.is_empty(), "{keys:?}");
+
+    // Without the CA the endpoint is not trusted: a storage failure that
+    // says so, and no secret in what the Job printed.
+    let run = run_job(backup, &without_ca("locked"), &env).await.unwrap();
+    assert_eq!(run.code, Some(6), "{}", run.output());
+    let message = run.result().unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.to_lowercase().contains("certificate"), "{message}");
+    assert!(!run.output().contains(s3.secret_access_key()));
 }

@@ -226,11 +226,25 @@ async fn bad_specs_and_updates_are_refused_by_the_policy_and_the_code() {
             json!({"replicas": 1}),
             "spec.replicas",
         ),
+        (
+            "hardened-plain-backup",
+            json!({"backup": {"schedule": "0 * * * *", "destination": {
+                "url": "s3://backups/p", "endpoint": "http://s3.storage.svc:9000"}}}),
+            "spec.backup.destination.endpoint",
+        ),
+        (
+            "hardened-plain-restore",
+            json!({"restoreFrom": {"cluster": "old", "destination": {
+                "url": "s3://backups/p", "endpoint": "http://s3.storage.svc:9000"}}}),
+            "spec.restoreFrom.destination.endpoint",
+        ),
     ] {
         bad_creates.push((name.into(), hardened(change), field));
     }
-    assert!(code_on_create("hardened-ok", &hardened(json!({}))).is_empty());
-    create("hardened-ok".into(), hardened(json!({})))
+    let hardened_ok = hardened(json!({"backup": {"schedule": "0 * * * *", "destination": {
+        "url": "s3://backups/p", "endpoint": "https://s3.storage.svc:9000", "caSecretRef": "s3-ca"}}}));
+    assert!(code_on_create("hardened-ok", &hardened_ok).is_empty());
+    create("hardened-ok".into(), hardened_ok)
         .await
         .expect("a Hardened spec that keeps every rule is accepted");
 

@@ -302,6 +302,13 @@ async fn cel_rules_and_code_agree_on_every_rule() {
             "spec.backup.destination.endpoint",
         ),
         (
+            "storage-ca-over-http",
+            json!({"version": "2.7.2", "backup": {"schedule": "0 * * * *",
+                   "destination": {"url": "s3://backups/p", "endpoint": "http://10.0.0.5:1",
+                                   "caSecretRef": "s3-ca"}}}),
+            "spec.backup.destination.caSecretRef",
+        ),
+        (
             "restore-from-nowhere",
             json!({"version": "2.7.2", "restoreFrom": {"cluster": "old"}}),
             "spec.restoreFrom.destination",

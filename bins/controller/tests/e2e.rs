@@ -176,7 +176,8 @@ async fn hardened_self_init_cluster_unseals_through_transit_and_upgrades_under_l
     use reqwest::Method;
     use test_support::openbao_pods::{OpenBaoPodsOptions, deploy_openbao};
 
-    let (plane, client, agent, s3) = with_object_storage().await;
+    // Object storage is a private https endpoint (Hardened refuses http).
+    let (plane, client, agent, s3) = with_object_storage(true).await;
 
     // The Transit server: one OpenBao pod, a key, and a token that may only
     // encrypt and decrypt with it.
@@ -333,7 +334,8 @@ async fn hardened_self_init_cluster_unseals_through_transit_and_upgrades_under_l
             "configuration": {"raft": {"autopilot": {"serverStabilizationTime": "3s"}}},
             "backup": {
                 "schedule": "0 0 1 1 *",
-                "destination": {"url": "s3://backups/openbao", "endpoint": endpoint, "region": "us-east-1"},
+                "destination": {"url": "s3://backups/openbao", "endpoint": endpoint, "region": "us-east-1",
+                                "caSecretRef": "s3-ca"},
                 "credentials": {"secretRef": "s3-credentials"},
             },
             "upgrade": upgrade,
@@ -1074,7 +1076,12 @@ async fn config_change_and_certificate_rotation_roll_through_the_gate() {
 
 /// [`start`] with the backup, restore and upgrade binaries as images, and an S3
 /// server on the pods' bridge whose keys are in the Secret `s3-credentials`.
-async fn with_object_storage() -> (
+/// A control plane whose node runs the Job images, and an S3 server on the
+/// node's gateway with the Secret `s3-credentials`; with `tls`, it serves
+/// https from a private CA, given in the Secret `s3-ca`.
+async fn with_object_storage(
+    tls: bool,
+) -> (
     ControlPlane,
     kube::Client,
     NodeAgent,
@@ -1098,24 +1105,37 @@ async fn with_object_storage() -> (
         ..NodeAgentOptions::default()
     })
     .await;
-    let s3 = test_support::s3::S3Server::start_on("backups", agent.gateway())
-        .await
-        .unwrap();
-    Api::<Secret>::namespaced(client.clone(), NS)
-        .patch(
-            "s3-credentials",
-            &kube::api::PatchParams::apply("test"),
-            &kube::api::Patch::Apply(json!({
-                "apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "s3-credentials"},
-                "stringData": {
-                    "AWS_ACCESS_KEY_ID": s3.access_key_id(),
-                    "AWS_SECRET_ACCESS_KEY": s3.secret_access_key(),
-                },
-            })),
-        )
-        .await
-        .unwrap();
+    let s3 = if tls {
+        test_support::s3::S3Server::start_tls_on("backups", agent.gateway()).await
+    } else {
+        test_support::s3::S3Server::start_on("backups", agent.gateway()).await
+    }
+    .unwrap();
+    let secrets = Api::<Secret>::namespaced(client.clone(), NS);
+    let mut wanted = vec![(
+        "s3-credentials",
+        json!({
+            "AWS_ACCESS_KEY_ID": s3.access_key_id(),
+            "AWS_SECRET_ACCESS_KEY": s3.secret_access_key(),
+        }),
+    )];
+    if let Some(ca) = &s3.ca_pem {
+        wanted.push(("s3-ca", json!({"ca.crt": ca})));
+    }
+    for (name, data) in wanted {
+        secrets
+            .patch(
+                name,
+                &kube::api::PatchParams::apply("test"),
+                &kube::api::Patch::Apply(json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": name},
+                    "stringData": data,
+                })),
+            )
+            .await
+            .unwrap();
+    }
     (plane, client, agent, s3)
 }
 
@@ -1276,7 +1296,7 @@ fn backup_files(s3: &test_support::s3::S3Server, cluster: &str) -> (Vec<String>,
 /// secret value reaches Events, status, Job specs or the Job's logs.
 #[tokio::test]
 async fn scheduled_backups_run_as_jobs_and_report_their_health() {
-    let (plane, client, agent, mut s3) = with_object_storage().await;
+    let (plane, client, agent, mut s3) = with_object_storage(false).await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
     let running = start_controller(&plane, &agent).await;
     let endpoint = s3.endpoint.clone();
@@ -1799,7 +1819,7 @@ async fn write_app(
 /// restore identity exists only while a restore runs.
 #[tokio::test]
 async fn restores_replace_the_data_one_at_a_time_under_the_cluster_lock() {
-    let (plane, client, agent, s3) = with_object_storage().await;
+    let (plane, client, agent, s3) = with_object_storage(false).await;
     let running = start_controller(&plane, &agent).await;
     // Requested backups only (a slot once a year). The cluster starts on
     // 2.6.2; the version changes to 2.7.2 while a restore runs.

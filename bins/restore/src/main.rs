@@ -104,6 +104,9 @@ struct Args {
     /// The source is a local emulator: unsigned requests, no credential lookup.
     #[arg(long, env = "RESTORE_STORAGE_EMULATOR")]
     storage_emulator: bool,
+    /// PEM CA certificates of a private storage endpoint, trusted besides the usual roots.
+    #[arg(long, env = "RESTORE_STORAGE_CA_FILE")]
+    storage_ca_file: Option<std::path::PathBuf>,
     /// How long to wait for the cluster to be active again after the restore.
     #[arg(long, env = "RESTORE_WAIT_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     wait_timeout: Duration,
@@ -172,6 +175,7 @@ async fn run(args: &Args, stop: &CancellationToken) -> Result<serde_json::Value,
             s3_endpoint: args.s3_endpoint.clone(),
             gcs_endpoint: args.gcs_endpoint.clone(),
             emulator: args.storage_emulator,
+            ca_file: args.storage_ca_file.clone(),
         },
     )
     .map_err(|e| JobError::new(ExitCode::Config, e.to_string()))?;

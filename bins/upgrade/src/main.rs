@@ -108,6 +108,9 @@ struct SnapshotArgs {
     /// The destination is a local emulator: unsigned requests, no credential lookup.
     #[arg(long, env = "UPGRADE_STORAGE_EMULATOR")]
     storage_emulator: bool,
+    /// PEM CA certificates of a private storage endpoint, trusted besides the usual roots.
+    #[arg(long, env = "UPGRADE_STORAGE_CA_FILE")]
+    storage_ca_file: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -238,6 +241,7 @@ async fn pre_upgrade_snapshot(
             s3_endpoint: snapshot_args.s3_endpoint.clone(),
             gcs_endpoint: snapshot_args.gcs_endpoint.clone(),
             emulator: snapshot_args.storage_emulator,
+            ca_file: snapshot_args.storage_ca_file.clone(),
         },
     )
     .map_err(|e| JobError::new(ExitCode::Config, e.to_string()))?;

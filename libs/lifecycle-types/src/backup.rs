@@ -138,6 +138,11 @@ fn default_ttl_seconds() -> i32 {
 ).message(
     "spec.backup.destination.endpoint applies to s3:// and gs:// destinations only; remove it"
 ).field_path(".endpoint"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.caSecretRef) || (has(self.endpoint) && self.endpoint.startsWith('https://'))"
+).message(
+    "spec.backup.destination.caSecretRef is the CA of a private https endpoint: set an https:// endpoint, or remove caSecretRef to trust the usual public roots"
+).field_path(".caSecretRef"))]
 #[serde(rename_all = "camelCase")]
 pub struct BackupDestination {
     /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`,
@@ -155,6 +160,15 @@ pub struct BackupDestination {
     /// The endpoint is a local emulator: unsigned requests, no credential lookup.
     #[serde(default)]
     pub emulator: bool,
+    /// A Secret in the cluster's namespace whose `ca.crt` holds the CA
+    /// certificates that sign the endpoint's certificate (a private CA);
+    /// without it the Job trusts the usual public roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(max = 253)
+    )]
+    pub ca_secret_ref: Option<String>,
 }
 
 /// Storage credentials of the backup Job.

@@ -522,6 +522,18 @@ pub fn validate_spec(spec: &OpenBaoClusterSpec) -> Vec<FieldError> {
                 "applies to s3:// and gs:// destinations only; remove it".into(),
             );
         }
+        if backup.destination.ca_secret_ref.is_some()
+            && !backup
+                .destination
+                .endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("https://"))
+        {
+            fail(
+                "spec.backup.destination.caSecretRef".into(),
+                CA_NEEDS_HTTPS_ENDPOINT.into(),
+            );
+        }
         if let Some(drill) = &backup.drill
             && drill.schedule.is_some() == drill.every_nth_backup.is_some()
         {
@@ -698,8 +710,8 @@ pub fn plain_storage_endpoints(spec: &OpenBaoClusterSpec) -> Vec<&'static str> {
 
 /// The Hardened profile's posture: a certificate the operator's own CA did
 /// not issue (External or ACME), a seal whose key does not sit in a
-/// Kubernetes Secret next to the data (not static), and at least three
-/// voters. Checked for clusters not yet initialized; a running cluster
+/// Kubernetes Secret next to the data (not static), at least three voters,
+/// and https to object storage. Checked for clusters not yet initialized; a running cluster
 /// created before these rules keeps them as `ProductionReady` gaps (the
 /// admission policy likewise lets an update through when the old object
 /// already broke the rule).
@@ -726,6 +738,13 @@ pub fn validate_hardened(spec: &OpenBaoClusterSpec) -> Vec<FieldError> {
             message: HARDENED_REPLICAS_MESSAGE.into(),
         });
     }
+    // (The Transit address is the CRD's rule, checked in validate_spec.)
+    for field in plain_storage_endpoints(spec) {
+        errors.push(FieldError {
+            field: field.into(),
+            message: HARDENED_HTTPS_MESSAGE.into(),
+        });
+    }
     errors
 }
 
@@ -733,6 +752,9 @@ pub fn validate_hardened(spec: &OpenBaoClusterSpec) -> Vec<FieldError> {
 /// (manifests/admission/cluster-invariants.yaml).
 pub const HARDENED_TLS_MESSAGE: &str = "must be External or ACME when spec.profile is Hardened: the operator's own CA key lives in a Secret beside the cluster; give a certificate from cert-manager (External) or use ACME, or use profile Development";
 pub const HARDENED_SEAL_MESSAGE: &str = "must not be static when spec.profile is Hardened: a static key sits in a Kubernetes Secret next to the data it unseals; use transit or a cloud KMS, or use profile Development";
+/// The words of the CRD rule on a destination's `caSecretRef`.
+pub const CA_NEEDS_HTTPS_ENDPOINT: &str = "is the CA of a private https endpoint: set an https:// endpoint, or remove caSecretRef to trust the usual public roots";
+pub const HARDENED_HTTPS_MESSAGE: &str = "must be https when spec.profile is Hardened: snapshots and storage credentials must not cross the network in plain text; serve the storage over TLS (a private CA goes in the caSecretRef beside the endpoint), or use profile Development";
 pub const HARDENED_REPLICAS_MESSAGE: &str = "must be at least 3 when spec.profile is Hardened: with fewer voters one lost pod loses quorum; set 3 or 5, or use profile Development";
 
 /// Secrets the spec names that the operator itself manages for the
@@ -1821,6 +1843,18 @@ mod tests {
         spec.unseal.type_ = UnsealType::Awskms;
         spec.replicas = 3;
         assert!(validate_hardened(&spec).is_empty());
+        let backup: crate::backup::BackupSpec = serde_json::from_value(serde_json::json!({
+            "schedule": "0 * * * *",
+            "destination": {"url": "s3://b/p", "endpoint": "http://s3.internal:9000"},
+        }))
+        .unwrap();
+        spec.backup = Some(backup);
+        let errors = validate_hardened(&spec);
+        assert_eq!(errors[0].field, "spec.backup.destination.endpoint");
+        assert_eq!(errors[0].message, HARDENED_HTTPS_MESSAGE);
+        spec.backup.as_mut().unwrap().destination.endpoint =
+            Some("https://s3.internal:9000".into());
+        assert!(validate_hardened(&spec).is_empty());
     }
 
     /// The admission policy refuses in the code's words.
@@ -1841,5 +1875,10 @@ mod tests {
                 "{field}: the policy's message differs from the code's"
             );
         }
+        // The endpoint rule names whichever field it finds.
+        assert!(
+            policy.contains(&format!("+ ': {HARDENED_HTTPS_MESSAGE}'")),
+            "the https message differs from the code's"
+        );
     }
 }

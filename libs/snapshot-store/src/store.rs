@@ -10,7 +10,7 @@ use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{Certificate, ClientOptions, ObjectStore, ObjectStoreExt};
 
 use crate::layout::{BackupName, MANIFEST_EXT, SNAPSHOT_EXT, manifest_path};
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest};
@@ -21,12 +21,20 @@ use crate::retention::Listed;
 pub enum StoreError {
     #[error("destination {url:?} is not usable: {reason}")]
     Destination { url: String, reason: String },
-    #[error("object storage failed ({op} {path}): {source}")]
+    #[error(
+        "storage CA file {path} is not usable: {reason}; give the PEM CA certificates in the caSecretRef Secret's ca.crt"
+    )]
+    CaFile { path: String, reason: String },
+    #[error("object storage failed ({op} {path}): {detail}")]
     Object {
         op: &'static str,
         path: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
+        /// The error and its causes: object_store's own text stops at
+        /// "error sending request", the cause (an untrusted certificate,
+        /// a refused connection) comes after.
+        detail: String,
     },
     #[error(
         "manifest {path} is not valid JSON of the expected shape: {reason}; it was not written by this tool or is damaged"
@@ -43,7 +51,8 @@ impl StoreError {
         StoreError::Object {
             op,
             path: path.to_string(),
-            source,
+            detail: with_causes(&source),
+            source: Box::new(source),
         }
     }
 
@@ -59,12 +68,24 @@ impl StoreError {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            StoreError::Object {
-                source: object_store::Error::NotFound { .. },
-                ..
-            }
+            StoreError::Object { source, .. }
+                if matches!(**source, object_store::Error::NotFound { .. })
         )
     }
+}
+
+/// `error`'s text followed by each cause's that it does not already contain.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let more = next.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = next.source();
+    }
+    text
 }
 
 /// A snapshot object without a manifest.
@@ -85,6 +106,50 @@ pub struct DestinationOptions {
     /// credentials at all (in particular, never ask an instance metadata
     /// server, which only exists in a cloud).
     pub emulator: bool,
+    /// PEM file of the CA certificates that sign the endpoint's certificate
+    /// (a private CA), trusted besides the usual roots.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// The HTTP client's options: the private CA's certificates, if any.
+fn client_options(options: &DestinationOptions) -> Result<ClientOptions, StoreError> {
+    let mut client = ClientOptions::new();
+    let Some(file) = &options.ca_file else {
+        return Ok(client);
+    };
+    let bad = |reason: String| StoreError::CaFile {
+        path: file.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(file).map_err(|e| bad(e.to_string()))?;
+    let certificates = Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(bad("it holds no PEM certificate".into()));
+    }
+    for certificate in certificates {
+        client = client.with_root_certificate(certificate);
+    }
+    Ok(client)
+}
+
+/// What a builder's `from_env` does (every `{prefix}*` variable that names
+/// a setting), for a builder that already has its client options: `from_env`
+/// would start from defaults and `with_client_options` would then drop
+/// the environment's client settings.
+fn with_env<B, K: std::str::FromStr>(
+    mut builder: B,
+    prefix: &str,
+    set: impl Fn(B, K, String) -> B,
+) -> B {
+    for (key, value) in std::env::vars_os() {
+        if let (Some(key), Some(value)) = (key.to_str(), value.to_str())
+            && key.starts_with(prefix)
+            && let Ok(config_key) = key.to_ascii_lowercase().parse()
+        {
+            builder = set(builder, config_key, value.to_owned());
+        }
+    }
+    builder
 }
 
 /// An opened destination: the store and the prefix inside it.
@@ -110,7 +175,9 @@ impl Destination {
         let prefix = Path::from(parsed.path().trim_matches('/'));
         let store: Arc<dyn ObjectStore> = match parsed.scheme() {
             "s3" => {
-                let mut builder = AmazonS3Builder::from_env().with_url(url);
+                let builder = AmazonS3Builder::new().with_client_options(client_options(options)?);
+                let mut builder =
+                    with_env(builder, "AWS_", AmazonS3Builder::with_config).with_url(url);
                 if let Some(endpoint) = &options.s3_endpoint {
                     builder = builder
                         .with_endpoint(endpoint)
@@ -123,7 +190,19 @@ impl Destination {
                 Arc::new(builder.build().map_err(|e| bad(e.to_string()))?)
             }
             "gs" => {
-                let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url);
+                let plain = options
+                    .gcs_endpoint
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with("http://"));
+                let client = client_options(options)?.with_allow_http(plain);
+                let mut builder = GoogleCloudStorageBuilder::new().with_client_options(client);
+                // What GoogleCloudStorageBuilder::from_env reads, on top of the client options.
+                if let Ok(path) = std::env::var("SERVICE_ACCOUNT") {
+                    builder = builder.with_service_account_path(path);
+                }
+                let mut builder =
+                    with_env(builder, "GOOGLE_", GoogleCloudStorageBuilder::with_config)
+                        .with_url(url);
                 if let Some(endpoint) = &options.gcs_endpoint {
                     builder = builder.with_base_url(endpoint);
                 }
@@ -260,6 +339,23 @@ mod tests {
         let url = format!("file://{}", dir.path().display());
         let destination = Destination::open(&url, &DestinationOptions::default()).unwrap();
         (dir, destination)
+    }
+
+    #[test]
+    fn a_storage_ca_file_without_certificates_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.crt");
+        std::fs::write(&file, "not a certificate").unwrap();
+        let options = DestinationOptions {
+            s3_endpoint: Some("https://s3.internal:9000".into()),
+            ca_file: Some(file),
+            ..DestinationOptions::default()
+        };
+        let error = Destination::open("s3://b/p", &options)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("ca.crt"), "{error}");
+        assert!(error.contains("caSecretRef"), "{error}");
     }
 
     #[tokio::test]

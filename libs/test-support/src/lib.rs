@@ -87,3 +87,17 @@ impl Drop for EnvDir {
         }
     }
 }
+
+/// Writes `text` to a file only its owner may read (keys, tokens).
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(text.as_bytes())?;
+    Ok(())
+}

@@ -5,9 +5,13 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use crate::net::free_port;
+use crate::pki::TestCa;
 use crate::process::ManagedProcess;
 use crate::wait::poll_until;
 use crate::{EnvDir, tools};
+
+const TLS_CERT: &str = "tls.crt";
+const TLS_KEY: &str = "tls.key";
 
 /// Region the server reports; clients must sign for it.
 pub const REGION: &str = "us-east-1";
@@ -16,9 +20,11 @@ pub const REGION: &str = "us-east-1";
 /// removes its data.
 pub struct S3Server {
     process: ManagedProcess,
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://` from [`Self::start_tls_on`].
     pub endpoint: String,
     pub bucket: String,
+    /// The CA that signed the server's certificate, when it serves https.
+    pub ca_pem: Option<String>,
     access_key_id: String,
     secret_access_key: String,
     dir: EnvDir,
@@ -44,6 +50,16 @@ impl S3Server {
     /// [`Self::start`] listening on `ip`, for example a node agent's
     /// gateway, the one host address its pods can reach.
     pub async fn start_on(bucket: &str, ip: Ipv4Addr) -> anyhow::Result<Self> {
+        Self::launch(bucket, ip, false).await
+    }
+
+    /// [`Self::start_on`] serving https, with a certificate for `ip` from
+    /// a CA of its own (in [`Self::ca_pem`]), as a private endpoint would.
+    pub async fn start_tls_on(bucket: &str, ip: Ipv4Addr) -> anyhow::Result<Self> {
+        Self::launch(bucket, ip, true).await
+    }
+
+    async fn launch(bucket: &str, ip: Ipv4Addr, tls: bool) -> anyhow::Result<Self> {
         let dir = EnvDir::new("s3")?;
         let data = dir.path().join("data");
         // With the POSIX backend a bucket is a top-level directory.
@@ -51,12 +67,21 @@ impl S3Server {
         let port = free_port(ip)?;
         let access_key_id = format!("test{}", std::process::id());
         let secret_access_key = hex_secret()?;
-        let endpoint = format!("http://{ip}:{port}");
+        let (endpoint, ca_pem) = if tls {
+            let ca = TestCa::new("s3-test-ca")?;
+            let server = ca.issue("s3", None, &[&ip.to_string()])?;
+            std::fs::write(dir.path().join(TLS_CERT), server.cert_pem)?;
+            crate::write_private(&dir.path().join(TLS_KEY), &server.key_pem)?;
+            (format!("https://{ip}:{port}"), Some(ca.cert_pem()))
+        } else {
+            (format!("http://{ip}:{port}"), None)
+        };
         let process = spawn(&dir, &endpoint, &access_key_id, &secret_access_key)?;
         let mut server = Self {
             process,
             endpoint,
             bucket: bucket.to_owned(),
+            ca_pem,
             access_key_id,
             secret_access_key,
             dir,
@@ -100,7 +125,7 @@ impl S3Server {
     }
 
     async fn wait_listening(&mut self) -> anyhow::Result<()> {
-        let addr = self.endpoint.trim_start_matches("http://").to_owned();
+        let addr = host_port(&self.endpoint).to_owned();
         let process = &mut self.process;
         poll_until(Duration::from_secs(30), "versitygw to listen", || {
             let running = process.is_running();
@@ -121,17 +146,23 @@ fn spawn(
     access_key_id: &str,
     secret_access_key: &str,
 ) -> anyhow::Result<ManagedProcess> {
-    let address = endpoint.trim_start_matches("http://");
+    let mut args = vec![
+        format!("--port={}", host_port(endpoint)),
+        format!("--region={REGION}"),
+        "--quiet".to_owned(),
+    ];
+    if endpoint.starts_with("https://") {
+        args.push(format!("--cert={}", dir.path().join(TLS_CERT).display()));
+        args.push(format!("--key={}", dir.path().join(TLS_KEY).display()));
+    }
+    args.extend([
+        "posix".to_owned(),
+        dir.path().join("data").display().to_string(),
+    ]);
     ManagedProcess::spawn(
         "versitygw",
         &tools::versitygw()?,
-        &[
-            format!("--port={address}"),
-            format!("--region={REGION}"),
-            "--quiet".to_owned(),
-            "posix".to_owned(),
-            dir.path().join("data").display().to_string(),
-        ],
+        &args,
         // Credentials go through the environment, never the command line.
         &[
             ("ROOT_ACCESS_KEY_ID".to_owned(), access_key_id.to_owned()),
@@ -142,6 +173,13 @@ fn spawn(
         ],
         &dir.path().join("versitygw.log"),
     )
+}
+
+/// `ip:port` of an `http://` or `https://` endpoint.
+fn host_port(endpoint: &str) -> &str {
+    endpoint
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
 }
 
 fn hex_secret() -> anyhow::Result<String> {

@@ -76,11 +76,14 @@ pub fn job(
         env_var("BACKUP_RESULT_FILE", TERMINATION_LOG),
         env_var("LOG_JSON", "true"),
     ];
-    env.extend(jobs::storage_env(
+    jobs::storage_access(
         &spec.destination,
         "BACKUP_",
         "DESTINATION",
-    ));
+        &mut volumes,
+        &mut mounts,
+        &mut env,
+    );
     jobs::trust_servers_ca(cluster, &mut volumes, &mut mounts, &mut env);
     if let Some(retention) = &spec.retention {
         if let Some(keep) = retention.keep_last {
@@ -226,6 +229,36 @@ mod tests {
         assert_eq!(value["spec"]["backoffLimit"], 0);
         assert_eq!(value["spec"]["activeDeadlineSeconds"], 1800);
         assert_eq!(value["metadata"]["name"], "dev-backup-202612020700");
+        assert!(!env.contains_key("BACKUP_STORAGE_CA_FILE"));
+    }
+
+    #[test]
+    fn a_private_storage_ca_is_mounted_and_named_to_the_binary() {
+        let mut cluster = with_backup();
+        let destination = &mut cluster.spec.backup.as_mut().unwrap().destination;
+        destination.endpoint = Some("https://s3.storage.svc:9000".into());
+        destination.ca_secret_ref = Some("s3-ca".into());
+        let job = job(&cluster, &BackupCause::Trigger("t".into()), "b:1").unwrap();
+        let pod = serde_json::to_value(job.spec.unwrap().template.spec.unwrap()).unwrap();
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["secret"]["secretName"] == "s3-ca")
+            .expect("the CA Secret is a volume");
+        let container = &pod["containers"][0];
+        let mount = container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == volume["name"])
+            .expect("and mounted");
+        assert_eq!(mount["readOnly"], true);
+        let file = fixtures::env_value(container, "BACKUP_STORAGE_CA_FILE").unwrap();
+        assert_eq!(
+            file,
+            format!("{}/ca.crt", mount["mountPath"].as_str().unwrap())
+        );
     }
 
     #[test]

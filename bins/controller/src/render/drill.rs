@@ -215,7 +215,18 @@ pub fn job(
         env_var("RESTORE_RESULT_FILE", TERMINATION_LOG),
         env_var("LOG_JSON", "true"),
     ];
-    env.extend(jobs::storage_env(&spec.destination, "RESTORE_", "SOURCE"));
+    let mut mounts = vec![
+        jobs::token_mount(),
+        json!({"name": "tmp", "mountPath": "/tmp"}),
+    ];
+    jobs::storage_access(
+        &spec.destination,
+        "RESTORE_",
+        "SOURCE",
+        &mut volumes,
+        &mut mounts,
+        &mut env,
+    );
     let container = jobs::binary_container(
         DRILL_CONTAINER,
         drill
@@ -223,10 +234,7 @@ pub fn job(
             .unwrap_or(default_image),
         env,
         jobs::credentials_env_from(spec.credentials.as_ref()),
-        vec![
-            jobs::token_mount(),
-            json!({"name": "tmp", "mountPath": "/tmp"}),
-        ],
+        mounts,
         spec.resources.as_ref(),
     )?;
     jobs::job(

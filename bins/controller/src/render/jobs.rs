@@ -19,6 +19,8 @@ use super::{RenderError, from_json, metadata_json, name_and_namespace, owned_met
 pub const TERMINATION_LOG: &str = "/dev/termination-log";
 /// Where the projected OpenBao token is mounted (the Job binaries' default).
 const TOKEN_DIR: &str = "/var/run/secrets/openbao";
+/// Where a private object-storage CA is mounted.
+const STORAGE_CA_DIR: &str = "/etc/openbao-operator/storage-ca";
 /// The identity's projected token lives at most this long.
 pub const TOKEN_SECONDS: i64 = 3600;
 /// uid and gid of the distroless non-root user the images run as.
@@ -195,7 +197,32 @@ pub fn restricted() -> Value {
 
 /// How the Job binaries reach the backup storage. Their variables share a
 /// prefix (`BACKUP_`, `RESTORE_`); `location` names the one that takes the URL.
-pub fn storage_env(destination: &BackupDestination, prefix: &str, location: &str) -> Vec<Value> {
+/// How a Job binary reaches the object storage: the destination in its
+/// environment (`{prefix}{location}`, endpoint, region) and, for a private
+/// CA, the CA file mounted from `caSecretRef` (`{prefix}STORAGE_CA_FILE`).
+pub fn storage_access(
+    destination: &BackupDestination,
+    prefix: &str,
+    location: &str,
+    volumes: &mut Vec<Value>,
+    mounts: &mut Vec<Value>,
+    env: &mut Vec<Value>,
+) {
+    env.extend(storage_env(destination, prefix, location));
+    if let Some(ca_secret) = &destination.ca_secret_ref {
+        volumes.push(json!({
+            "name": "storage-ca",
+            "secret": {"secretName": ca_secret, "items": [{"key": TLS_CA, "path": TLS_CA}]},
+        }));
+        mounts.push(json!({"name": "storage-ca", "mountPath": STORAGE_CA_DIR, "readOnly": true}));
+        env.push(env_var(
+            &format!("{prefix}STORAGE_CA_FILE"),
+            &format!("{STORAGE_CA_DIR}/{TLS_CA}"),
+        ));
+    }
+}
+
+fn storage_env(destination: &BackupDestination, prefix: &str, location: &str) -> Vec<Value> {
     let mut env = vec![env_var(&format!("{prefix}{location}"), &destination.url)];
     if let Some(endpoint) = &destination.endpoint {
         let kind = if destination.url.starts_with("gs://") {

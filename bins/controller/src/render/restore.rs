@@ -67,6 +67,7 @@ pub fn source(
             endpoint: None,
             region: None,
             emulator: false,
+            ca_secret_ref: None,
         },
     };
     Some((destination, credentials))
@@ -109,7 +110,6 @@ pub fn job(
         env_var("RESTORE_RESULT_FILE", TERMINATION_LOG),
         env_var("LOG_JSON", "true"),
     ];
-    env.extend(jobs::storage_env(&destination, "RESTORE_", "SOURCE"));
     match (&spec.source.backup, &spec.source.manifest) {
         (Some(backup), _) => env.push(env_var("RESTORE_BACKUP", backup)),
         (None, Some(manifest)) => env.push(env_var("RESTORE_MANIFEST", manifest)),
@@ -140,6 +140,14 @@ pub fn job(
         jobs::token_mount(),
         json!({"name": "tmp", "mountPath": "/tmp"}),
     ];
+    jobs::storage_access(
+        &destination,
+        "RESTORE_",
+        "SOURCE",
+        &mut volumes,
+        &mut mounts,
+        &mut env,
+    );
     jobs::trust_servers_ca(cluster, &mut volumes, &mut mounts, &mut env);
     let container = jobs::binary_container(
         COMPONENT_RESTORE,

@@ -85,11 +85,14 @@ pub fn job(
                 env_var("UPGRADE_CLUSTER", name),
                 env_var("UPGRADE_CLUSTER_UID", super::cluster_uid(cluster)?),
             ]);
-            env.extend(jobs::storage_env(
+            jobs::storage_access(
                 &backup.destination,
                 "UPGRADE_",
                 "DESTINATION",
-            ));
+                &mut volumes,
+                &mut mounts,
+                &mut env,
+            );
             if let Some(dir) = backup.destination.url.strip_prefix("file://") {
                 volumes.push(json!({"name": "backups", "emptyDir": {}}));
                 mounts.push(json!({"name": "backups", "mountPath": dir}));

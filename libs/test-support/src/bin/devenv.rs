@@ -11,9 +11,7 @@
 //! and `restore` binaries. devenv waits for the first backup (and, briefly,
 //! its restore drill) and says where the files are.
 
-use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -28,7 +26,7 @@ use lifecycle_types::{OpenBaoCluster, names};
 use test_support::node_agent::ImageMap;
 use test_support::process::ManagedProcess;
 use test_support::s3::S3Server;
-use test_support::{ControlPlane, NodeAgent, NodeAgentOptions, tools};
+use test_support::{ControlPlane, NodeAgent, NodeAgentOptions, tools, write_private};
 
 /// OpenBao's API port.
 const API_PORT: u16 = 8200;
@@ -521,17 +519,6 @@ async fn wait_available(
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-}
-
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?
-        .write_all(text.as_bytes())?;
-    Ok(())
 }
 
 /// Writes `env.sh` (kubectl, bao, KUBECONFIG, BAO_ADDR and TLS settings for
