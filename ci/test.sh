@@ -24,6 +24,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "generated files are current"
 cargo xtask gen --check
 
+step "images (dev profile: the e2e Jobs run them)"
+cargo xtask images --profile dev
+
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast
 

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod images;
+
 /// One file the generator owns: its path relative to the repo root and its content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Generated {

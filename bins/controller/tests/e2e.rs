@@ -1087,19 +1087,15 @@ async fn with_object_storage(
     NodeAgent,
     test_support::s3::S3Server,
 ) {
-    let images = test_support::node_agent::ImageMap::default()
-        .with_binary(
-            "openbao-operator/backup",
-            &test_support::tools::workspace_binary("backup").unwrap(),
-        )
-        .with_binary(
-            "openbao-operator/restore",
-            &test_support::tools::workspace_binary("restore").unwrap(),
-        )
-        .with_binary(
-            "openbao-operator/upgrade",
-            &test_support::tools::workspace_binary("upgrade").unwrap(),
+    // The Jobs run the project's real images (OCI layouts from
+    // `cargo xtask images`): their own files, user and entrypoint.
+    let mut images = test_support::node_agent::ImageMap::default();
+    for job in ["backup", "restore", "upgrade"] {
+        images = images.with_layout(
+            &format!("openbao-operator/{job}"),
+            &test_support::tools::workspace_image(job).unwrap(),
         );
+    }
     let (plane, client, agent) = start_with(NodeAgentOptions {
         images,
         ..NodeAgentOptions::default()

@@ -1,7 +1,7 @@
 //! Where the installer (`ci/install-test-env.sh`) put each server binary.
 //! Versions come from `ci/versions.env`, the installer's own pin file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 const VERSIONS_ENV: &str = include_str!("../../../ci/versions.env");
 
@@ -92,6 +92,29 @@ pub fn azurite_dir() -> anyhow::Result<PathBuf> {
 /// A binary of this workspace, built next to the running test
 /// (`target/<profile>/<name>`). `cargo nextest run --workspace` and
 /// `cargo build --workspace` build them all.
+/// The OCI image layout of the workspace binary `name`, as
+/// `cargo xtask images --profile dev` writes it beside the binaries, checked
+/// to be no older than the binary it packs.
+pub fn workspace_image(name: &str) -> anyhow::Result<PathBuf> {
+    let binary = workspace_binary(name)?;
+    let target = binary.parent().and_then(Path::parent).ok_or_else(|| {
+        anyhow::anyhow!("cannot locate the target folder from {}", binary.display())
+    })?;
+    let layout = target.join("images/dev").join(name);
+    let fix =
+        "build the images with `cargo xtask images --profile dev --no-build` (ci/test.sh does)";
+    let written = std::fs::metadata(layout.join("index.json"))
+        .and_then(|m| m.modified())
+        .map_err(|_| anyhow::anyhow!("{} is not an image layout; {fix}", layout.display()))?;
+    anyhow::ensure!(
+        written >= std::fs::metadata(&binary)?.modified()?,
+        "the image {} is older than {}; {fix}",
+        layout.display(),
+        binary.display()
+    );
+    Ok(layout)
+}
+
 pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let profile_dir = exe

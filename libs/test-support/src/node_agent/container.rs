@@ -194,6 +194,17 @@ pub fn host_root_entries() -> Vec<RootEntry> {
     entries
 }
 
+/// Where the agent's `PATH` has `tool` (util-linux).
+pub fn host_tool(tool: &str) -> anyhow::Result<PathBuf> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .chain(["/usr/bin".into(), "/bin".into()])
+        .map(|dir| dir.join(tool))
+        .find(|path| path.is_file())
+        .ok_or_else(|| anyhow::anyhow!("{tool} is not installed; install util-linux"))
+}
+
 /// Everything needed to start one container instance.
 #[derive(Debug, Clone)]
 pub struct Launch {
@@ -285,19 +296,17 @@ impl ContainerProcess {
             .with_context(|| format!("create log file {}", launch.log_path.display()))?;
         let marker = launch.root_mount_point.with_extension("built");
         let _ = std::fs::remove_file(&marker);
-        let mut command = Command::new("setpriv");
+        // The tools come from the agent's PATH: the container's own (an
+        // image's PATH) is only for what runs inside its root.
+        let mut command = Command::new(host_tool("setpriv")?);
         command
-            .args(["--pdeathsig", "KILL", "--", "nsenter", "--target"])
+            .args(["--pdeathsig", "KILL", "--"])
+            .arg(host_tool("nsenter")?)
+            .arg("--target")
             .arg(launch.pause_pid.to_string())
-            .args([
-                "--net",
-                "--uts",
-                "--",
-                "unshare",
-                "--mount",
-                "--propagation",
-                "private",
-            ])
+            .args(["--net", "--uts", "--"])
+            .arg(host_tool("unshare")?)
+            .args(["--mount", "--propagation", "private"])
             .args(["--", "/bin/sh", "-c", ROOT_SCRIPT, "sh"])
             .arg(&launch.root_mount_point)
             .arg(&launch.working_dir)

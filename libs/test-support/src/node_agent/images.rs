@@ -24,6 +24,9 @@ pub enum ImageSource {
     Fixed(PathBuf),
     /// An executable chosen by tag.
     ByTag(VersionedResolver),
+    /// A real image: an OCI image layout folder (`cargo xtask images`),
+    /// whose files alone make the container's root.
+    Layout(PathBuf),
 }
 
 impl fmt::Debug for ImageSource {
@@ -31,6 +34,7 @@ impl fmt::Debug for ImageSource {
         match self {
             Self::Fixed(path) => f.debug_tuple("Fixed").field(path).finish(),
             Self::ByTag(_) => f.write_str("ByTag(..)"),
+            Self::Layout(path) => f.debug_tuple("Layout").field(path).finish(),
         }
     }
 }
@@ -73,6 +77,9 @@ pub struct ResolvedCommand {
     /// argv as the container sees it (first word possibly rewritten to the
     /// mounted executable).
     pub argv: Vec<String>,
+    /// The unpacked image, when the image is a real one: its files are the
+    /// root, instead of the host's system folders.
+    pub image: Option<super::oci::UnpackedImage>,
 }
 
 impl ImageMap {
@@ -113,6 +120,18 @@ impl ImageMap {
         })
     }
 
+    /// Maps `repository` (any tag) to the OCI image layout at `layout`: the
+    /// container runs the image itself (its files, entrypoint, cmd, env).
+    pub fn with_layout(self, repository: &str, layout: &Path) -> Self {
+        self.with_rule(ImageRule {
+            repository: repository.into(),
+            source: ImageSource::Layout(layout.to_owned()),
+            entrypoint: Vec::new(),
+            cmd: Vec::new(),
+            aliases: Vec::new(),
+        })
+    }
+
     /// Adds a rule; later rules win over earlier ones for the same repository.
     pub fn with_rule(mut self, rule: ImageRule) -> Self {
         self.rules.insert(0, rule);
@@ -137,9 +156,20 @@ impl ImageMap {
         args: Option<&[String]>,
     ) -> anyhow::Result<ResolvedCommand> {
         let rule = self.rule(image);
-        let (entrypoint, cmd) = match &rule {
-            Some((rule, _)) => (rule.entrypoint.clone(), rule.cmd.clone()),
-            None => (Vec::new(), Vec::new()),
+        let unpacked = match &rule {
+            Some((
+                ImageRule {
+                    source: ImageSource::Layout(layout),
+                    ..
+                },
+                _,
+            )) => Some(super::oci::unpack(layout)?),
+            _ => None,
+        };
+        let (entrypoint, cmd) = match (&unpacked, &rule) {
+            (Some(image), _) => (image.entrypoint.clone(), image.cmd.clone()),
+            (None, Some((rule, _))) => (rule.entrypoint.clone(), rule.cmd.clone()),
+            (None, None) => (Vec::new(), Vec::new()),
         };
         let mut argv: Vec<String> = match (command, args) {
             (Some(command), args) => command.iter().chain(args.unwrap_or(&[])).cloned().collect(),
@@ -151,6 +181,13 @@ impl ImageMap {
             "image {image:?} has no known entrypoint and the container sets no command; \
              give the container a command or add the image to the node agent's ImageMap"
         );
+        if unpacked.is_some() {
+            return Ok(ResolvedCommand {
+                image_executable: None,
+                argv,
+                image: unpacked,
+            });
+        }
         let base = Path::new(&argv[0])
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -161,6 +198,9 @@ impl ImageMap {
             let executable = match &rule.source {
                 ImageSource::Fixed(path) => path.clone(),
                 ImageSource::ByTag(resolve) => resolve(&tag)?,
+                ImageSource::Layout(layout) => {
+                    anyhow::bail!("{} was resolved as an image above", layout.display())
+                }
             };
             let name = executable
                 .file_name()
@@ -179,6 +219,7 @@ impl ImageMap {
             return Ok(ResolvedCommand {
                 image_executable: Some((executable, name)),
                 argv,
+                image: None,
             });
         }
         // Anything else (`sh`, `/bin/cat`) is taken from the host's /usr,
@@ -186,6 +227,7 @@ impl ImageMap {
         Ok(ResolvedCommand {
             image_executable: None,
             argv,
+            image: None,
         })
     }
 }

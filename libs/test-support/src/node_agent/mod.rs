@@ -40,6 +40,7 @@ pub mod env;
 pub mod images;
 pub mod network;
 pub mod node;
+pub mod oci;
 pub mod pod;
 pub mod probes;
 pub mod status;

@@ -48,7 +48,7 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::container::{ContainerProcess, Launch, RootEntry};
+use super::container::{self, ContainerProcess, Launch, RootEntry};
 use super::env::{EnvSources, PodFacts, container_env, expand_all, referenced_objects};
 use super::network::Sandbox;
 use super::probes::{ExecTarget, ProbeKind, ProbeTracker, probe_once, timings};
@@ -781,7 +781,11 @@ impl Worker {
             .shared
             .images
             .resolve(&image, command.as_deref(), args.as_deref())?;
-        let mut entries = self.shared.host_entries.clone();
+        let (mut entries, env) = match &resolved.image {
+            // A real image: its own files, and the kernel's folders.
+            Some(image) => (image_root(image)?, with_image_env(env, &image.env, &spec)),
+            None => (self.shared.host_entries.clone(), env),
+        };
         let etc = self.dir.join("etc");
         for file in ["hosts", "resolv.conf", "hostname", "nsswitch.conf"] {
             entries.push(RootEntry::File {
@@ -1290,4 +1294,50 @@ async fn probe_until_result(
         }
         tokio::time::sleep(period).await;
     }
+}
+
+/// The root of a container running a real image: `/proc`, `/sys` and a
+/// private `/dev` as for every container, then each of the image's files
+/// bind-mounted read-only (folders are made in the root's tmpfs, so volume
+/// mounts can go anywhere).
+fn image_root(image: &super::oci::UnpackedImage) -> anyhow::Result<Vec<RootEntry>> {
+    let mut entries: Vec<RootEntry> = container::host_root_entries()
+        .into_iter()
+        .filter(|e| matches!(e, RootEntry::RecursiveDir { .. } | RootEntry::Dev { .. }))
+        .collect();
+    for (source, target, symlink) in super::oci::image_files(&image.root)? {
+        entries.push(if symlink {
+            RootEntry::Link {
+                points_to: std::fs::read_link(&source)?.display().to_string(),
+                target,
+            }
+        } else {
+            RootEntry::File {
+                source,
+                target,
+                read_only: true,
+            }
+        });
+    }
+    Ok(entries)
+}
+
+/// The image's environment under the container's: the image's `PATH` and
+/// `HOME` replace the agent's defaults unless the container sets them.
+fn with_image_env(
+    mut env: Vec<(String, String)>,
+    image_env: &[(String, String)],
+    spec: &Container,
+) -> Vec<(String, String)> {
+    let set_by_container = |name: &str| spec.env.iter().flatten().any(|v| v.name == name);
+    for (name, value) in image_env {
+        match env.iter_mut().find(|(k, _)| k == name) {
+            Some(pair) if !set_by_container(name) && (name == "PATH" || name == "HOME") => {
+                pair.1 = value.clone();
+            }
+            Some(_) => {}
+            None => env.insert(0, (name.clone(), value.clone())),
+        }
+    }
+    env
 }

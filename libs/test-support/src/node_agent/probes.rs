@@ -154,8 +154,10 @@ pub async fn probe_once(
     if let Some(exec_action) = &probe.exec {
         let command = exec_action.command.clone().unwrap_or_default();
         anyhow::ensure!(!command.is_empty(), "exec probe without a command");
-        let mut cmd = tokio::process::Command::new("setpriv");
-        cmd.args(["--pdeathsig", "KILL", "--", "nsenter", "--target"])
+        let mut cmd = tokio::process::Command::new(super::container::host_tool("setpriv")?);
+        cmd.args(["--pdeathsig", "KILL", "--"])
+            .arg(super::container::host_tool("nsenter")?)
+            .arg("--target")
             .arg(exec.pid.to_string())
             .args(["--mount", "--net", "--uts", "--root", "--wd", "--"])
             .args(&command)
