@@ -24,8 +24,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "generated files are current"
 cargo xtask gen --check
 
-step "images (dev profile: the e2e Jobs run them)"
-cargo xtask images --profile dev
+step "build the tests"
+cargo nextest run --workspace --locked --no-run
+
+# From the binaries the tests were built with (no second build).
+step "images (dev profile: the e2e controller pod and Jobs run them)"
+cargo xtask images --profile dev --no-build
 
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast

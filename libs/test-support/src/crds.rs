@@ -82,10 +82,51 @@ impl ControlPlane {
 
     /// Applies the objects of `manifests/<folder>` (rendered by the cached
     /// `kubectl kustomize`) whose kind `wanted` accepts.
+    /// The whole install as a user applies it (`kubectl apply -k
+    /// manifests/<folder>`): CRDs, RBAC and the controller Deployment. The
+    /// controller gets what this environment needs on top of its flags: the
+    /// issuer (a loopback URL the pods cannot reach, so OpenBao fetches the
+    /// keys through the in-cluster name, which anonymous discovery allows),
+    /// then `extra_args`.
+    pub async fn install_operator(&self, folder: &str, extra_args: &[&str]) -> anyhow::Result<()> {
+        self.allow_anonymous_issuer_discovery().await?;
+        let mut flags = vec![
+            format!("--service-account-issuer={}", self.issuer()),
+            "--oidc-jwks-url=https://kubernetes.default.svc/openid/v1/jwks".to_owned(),
+        ];
+        flags.extend(extra_args.iter().map(|a| (*a).to_owned()));
+        self.apply_kustomization_with(
+            folder,
+            |_| true,
+            |object| {
+                if object
+                    .types
+                    .as_ref()
+                    .is_some_and(|t| t.kind == "Deployment")
+                {
+                    let container = &mut object.data["spec"]["template"]["spec"]["containers"][0];
+                    if let Some(args) = container["args"].as_array_mut() {
+                        args.extend(flags.iter().map(|f| serde_json::json!(f)));
+                    }
+                }
+            },
+        )
+        .await
+    }
+
     async fn apply_kustomization(
         &self,
         folder: &str,
         wanted: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<()> {
+        self.apply_kustomization_with(folder, wanted, |_| {}).await
+    }
+
+    async fn apply_kustomization_with(
+        &self,
+        folder: &str,
+        wanted: impl Fn(&str) -> bool,
+        tune: impl Fn(&mut DynamicObject),
     ) -> anyhow::Result<()> {
         let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../manifests")
@@ -102,13 +143,14 @@ impl ControlPlane {
         );
         let client = self.client().await?;
         for document in serde_yaml_ng::Deserializer::from_slice(&output.stdout) {
-            let object: DynamicObject = serde::Deserialize::deserialize(document)?;
+            let mut object: DynamicObject = serde::Deserialize::deserialize(document)?;
             let Some(types) = object.types.clone() else {
                 continue;
             };
             if !wanted(&types.kind) {
                 continue;
             }
+            tune(&mut object);
             let gvk = GroupVersionKind::try_from(&types)?;
             let resource = ApiResource::from_gvk(&gvk);
             let name = object.metadata.name.clone().unwrap_or_default();

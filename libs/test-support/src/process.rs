@@ -164,3 +164,22 @@ pub fn pid_alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Peak resident memory (VmHWM, KiB) of the first process whose command
+/// line starts with `program`, read from /proc.
+pub fn peak_rss_kib(program: &str) -> Option<u64> {
+    let mut prefix = program.as_bytes().to_vec();
+    prefix.push(0);
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            if !cmdline.starts_with(&prefix) {
+                return None;
+            }
+            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+}

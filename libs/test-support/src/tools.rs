@@ -96,7 +96,15 @@ pub fn azurite_dir() -> anyhow::Result<PathBuf> {
 /// `cargo xtask images --profile dev` writes it beside the binaries, checked
 /// to be no older than the binary it packs.
 pub fn workspace_image(name: &str) -> anyhow::Result<PathBuf> {
-    let binary = workspace_binary(name)?;
+    image_of(&workspace_binary(name)?)
+}
+
+/// The dev image layout of a workspace binary at `<target>/debug/<name>`:
+/// `<target>/images/dev/<name>`, refused when older than the binary.
+pub fn image_of(binary: &Path) -> anyhow::Result<PathBuf> {
+    let name = binary
+        .file_name()
+        .ok_or_else(|| anyhow::anyhow!("{} names no binary", binary.display()))?;
     let target = binary.parent().and_then(Path::parent).ok_or_else(|| {
         anyhow::anyhow!("cannot locate the target folder from {}", binary.display())
     })?;
@@ -107,7 +115,7 @@ pub fn workspace_image(name: &str) -> anyhow::Result<PathBuf> {
         .and_then(|m| m.modified())
         .map_err(|_| anyhow::anyhow!("{} is not an image layout; {fix}", layout.display()))?;
     anyhow::ensure!(
-        written >= std::fs::metadata(&binary)?.modified()?,
+        written >= std::fs::metadata(binary)?.modified()?,
         "the image {} is older than {}; {fix}",
         layout.display(),
         binary.display()

@@ -1,5 +1,5 @@
-//! The README's run command brings up the controller on the local control
-//! plane, which turns the Development sample into OpenBao pods; it backs the
+//! The README's run command installs the operator on the local control
+//! plane (the controller as a pod of its image), which turns the Development sample into OpenBao pods; it backs the
 //! cluster up to a local S3 server, says how to connect, prints no secret,
 //! and removes everything when it is stopped.
 
@@ -108,14 +108,25 @@ fn devenv_runs_openbao_pods_that_form_a_raft_cluster_and_prints_how_to_connect()
         "{stdout}"
     );
     assert!(stdout.lines().any(|l| l == "stopping..."), "{stdout}");
+    // The operator was installed from the overlay, and its controller runs
+    // as a pod of the controller image and leads.
     assert!(
-        stdout.contains("installed CRD openbaoclusters.openbao.org"),
+        stdout.contains("applied manifests/overlays/development"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "the controller runs as pod openbao-operator-system/openbao-operator-controller-"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Controller pod memory: peak RSS "),
         "{stdout}"
     );
     // The controller made the sample an Available cluster: three pods passed
     // their readiness probe (initialized and unsealed) and autopilot counts
     // each as a voter.
-    assert!(stdout.contains("started the controller"), "{stdout}");
     assert!(
         stdout.contains("Pods ready: dev-0, dev-1, dev-2\n"),
         "{stdout}"

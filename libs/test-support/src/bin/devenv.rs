@@ -1,22 +1,25 @@
-//! `devenv`: the README's run command. Brings up the local control plane with
-//! the operator's CRDs, a node agent that runs its pods, and the operator's
-//! controller (the workspace's `controller` binary, as the operator's
-//! ServiceAccount); applies the Development sample `OpenBaoCluster` and waits
-//! until the controller has made it an Available 3-voter OpenBao cluster;
-//! prints how to reach it, and tears everything down on Ctrl-C or SIGTERM.
+//! `devenv`: the README's run command. Brings up the local control plane, a
+//! node agent that runs its pods from the operator's images, and installs
+//! the operator as a user would (`manifests/overlays/development`: the
+//! controller runs as a pod of its image, as the operator's ServiceAccount,
+//! holding the leader Lease); applies the Development sample
+//! `OpenBaoCluster` and waits until the controller has made it an Available
+//! 3-voter OpenBao cluster; prints how to reach it, and tears everything
+//! down on Ctrl-C or SIGTERM.
 //!
 //! The sample's `spec.backup` writes to a local S3 server (versitygw) that
 //! devenv starts on the node agent's bridge, with its credentials in a
-//! Secret; the backup and restore-drill Jobs run the workspace's `backup`
-//! and `restore` binaries. devenv waits for the first backup (and, briefly,
+//! Secret; the backup and restore-drill Jobs run the backup and restore
+//! images. devenv waits for the first backup (and, briefly,
 //! its restore drill) and says where the files are.
 
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -24,7 +27,6 @@ use lifecycle_types::backup::{BackupFailure, DrillResult, OperationLock};
 use lifecycle_types::{OpenBaoCluster, names};
 
 use test_support::node_agent::ImageMap;
-use test_support::process::ManagedProcess;
 use test_support::s3::S3Server;
 use test_support::{ControlPlane, NodeAgent, NodeAgentOptions, tools, write_private};
 
@@ -34,12 +36,14 @@ const API_PORT: u16 = 8200;
 /// OpenBao JWT role).
 const OPERATOR_NAMESPACE: &str = "openbao-operator-system";
 const SAMPLE: &str = "manifests/samples/openbaocluster-development.yaml";
-/// Images of the backup, restore-drill and upgrade Jobs, as the controller
-/// is told (`--backup-image`, `--restore-image`, `--upgrade-image`) and the
-/// node agent maps them to the workspace's binaries.
-const BACKUP_IMAGE: &str = "openbao-operator/backup:dev";
-const RESTORE_IMAGE: &str = "openbao-operator/restore:dev";
-const UPGRADE_IMAGE: &str = "openbao-operator/upgrade:dev";
+/// The operator's images, by repository (`cargo xtask images --profile dev`
+/// writes them; the install's image references match on the repository).
+const IMAGES: [&str; 4] = ["controller", "backup", "restore", "upgrade"];
+/// The install overlay devenv applies, as a user would with
+/// `kubectl apply --server-side -k`.
+const OVERLAY: &str = "overlays/development";
+/// The controller's leader-election Lease (in the operator namespace).
+const LEASE: &str = "openbao-operator-controller";
 /// How long to wait, once the cluster is Available, for the first backup and
 /// then for its restore drill; devenv goes on (and says so) after either.
 const BACKUP_WAIT: Duration = Duration::from_secs(180);
@@ -110,16 +114,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let plane = ControlPlane::start().await?;
     let client = plane.client().await?;
     plane.install_crds().await?;
-    plane.install_operator_rbac().await?;
-    for crd in lifecycle_types::crds() {
-        println!("installed CRD {}", crd.metadata.name.unwrap_or_default());
-    }
 
     println!("starting the node agent (kubelet stand-in, kube-scheduler, cluster DNS)...");
-    let images = ImageMap::default()
-        .with_binary(image_repository(BACKUP_IMAGE), &sibling_binary("backup")?)
-        .with_binary(image_repository(RESTORE_IMAGE), &sibling_binary("restore")?)
-        .with_binary(image_repository(UPGRADE_IMAGE), &sibling_binary("upgrade")?);
+    let mut images = ImageMap::default();
+    for name in IMAGES {
+        let layout = tools::image_of(&sibling_binary(name)?)?;
+        images = images.with_layout(&format!("openbao-operator/{name}"), &layout);
+    }
     let agent = NodeAgent::start(
         &plane,
         NodeAgentOptions {
@@ -139,7 +140,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // after the controller and before the pods' network goes away.
     let s3 = start_backup_storage(&client, &agent, &mut cluster, &ns).await?;
 
-    let _controller = start_controller(&plane, &agent).await?;
+    let controller_log = install_operator(&plane, &agent).await?;
 
     let clusters: Api<OpenBaoCluster> = Api::namespaced(client.clone(), &ns);
     clusters
@@ -196,9 +197,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!(
         "Controller log: {}; pod logs (no kubectl logs: the node agent serves no kubelet API): {}/pods/*/logs/",
-        plane.dir().join("controller.log").display(),
+        controller_log.display(),
         agent.dir().display()
     );
+    if let Some(kib) = test_support::process::peak_rss_kib(CONTROLLER_PROGRAM) {
+        println!(
+            "Controller pod memory: peak RSS {:.1} MiB (this is the unoptimized dev build)",
+            kib as f64 / 1024.0
+        );
+    }
     if let Some(s3) = &s3 {
         println!(
             "Backups: S3 server {} (bucket {}), its files under {}",
@@ -238,13 +245,6 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
         binary.display()
     );
     Ok(binary)
-}
-
-/// `repo/name:tag` without its tag, as [`ImageMap`] matches images.
-fn image_repository(image: &str) -> &str {
-    image
-        .rsplit_once(':')
-        .map_or(image, |(repository, _)| repository)
 }
 
 /// When the sample backs up to `s3://<bucket>/...`: starts an S3 server with
@@ -420,63 +420,54 @@ async fn wait_backup(
     }
 }
 
-/// Starts the `controller` binary next to this one, as the operator's
-/// ServiceAccount: its projected-style token (audience openbao-internal)
-/// in a file, pod names through the node agent's DNS, and OpenBao told to
-/// fetch the API server's keys through the in-cluster name (the issuer URL
-/// is a loopback address the pods cannot reach).
-async fn start_controller(
-    plane: &ControlPlane,
-    agent: &NodeAgent,
-) -> anyhow::Result<ManagedProcess> {
-    let binary = sibling_binary("controller")?;
-    plane.allow_anonymous_issuer_discovery().await?;
-    let dir = plane.dir();
-    let token_file = dir.join("operator-openbao-token");
-    let token = plane
-        .service_account_token(
-            OPERATOR_NAMESPACE,
-            "openbao-operator",
-            "openbao-internal",
-            Duration::from_secs(24 * 3600),
-        )
-        .await?;
-    write_private(&token_file, &token)?;
-    let ca_file = dir.join("kube-ca.crt");
-    std::fs::write(&ca_file, &plane.ca_pem)?;
-    let metrics_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let args = vec![
-        format!("--namespace={OPERATOR_NAMESPACE}"),
-        format!("--openbao-token-file={}", token_file.display()),
-        format!("--kube-ca-file={}", ca_file.display()),
-        format!("--service-account-issuer={}", plane.issuer()),
-        "--oidc-jwks-url=https://kubernetes.default.svc/openid/v1/jwks".to_owned(),
-        format!("--dns-server={}:53", agent.gateway()),
-        format!("--metrics-bind-address=127.0.0.1:{metrics_port}"),
-        format!("--health-bind-address=127.0.0.1:{metrics_port}"),
-        format!("--backup-image={BACKUP_IMAGE}"),
-        format!("--restore-image={RESTORE_IMAGE}"),
-        format!("--upgrade-image={UPGRADE_IMAGE}"),
-    ];
-    let envs = vec![
-        (
-            "KUBECONFIG".to_owned(),
-            plane.kubeconfig_path.display().to_string(),
-        ),
-        ("RUST_LOG".to_owned(), "info".to_owned()),
-    ];
-    let process = ManagedProcess::spawn(
-        "controller",
-        &binary,
-        &args,
-        &envs,
-        &dir.join("controller.log"),
-    )?;
+/// The controller image's entrypoint, as the pod's process shows it.
+const CONTROLLER_PROGRAM: &str = "/usr/local/bin/controller";
+
+/// Installs the operator as a user would (`kubectl apply --server-side -k
+/// manifests/overlays/development`, CRDs included) and waits until its
+/// controller pod, running the controller image as the operator's
+/// ServiceAccount, holds the leader Lease. Only the issuer is added to its
+/// flags (see `ControlPlane::install_operator`). Returns
+/// `controller.log` in the control plane's folder: a link to the pod's log.
+async fn install_operator(plane: &ControlPlane, agent: &NodeAgent) -> anyhow::Result<PathBuf> {
+    plane.install_operator(OVERLAY, &[]).await?;
     println!(
-        "started the controller (metrics on http://127.0.0.1:{metrics_port}/metrics, log {})",
-        dir.join("controller.log").display()
+        "applied manifests/{OVERLAY} (CRDs, RBAC, the controller Deployment); waiting for the controller pod..."
     );
-    Ok(process)
+    let client = plane.client().await?;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let started = Instant::now();
+    let holder = loop {
+        let holder = leases
+            .get_opt(LEASE)
+            .await?
+            .and_then(|l| l.spec)
+            .and_then(|s| s.holder_identity)
+            .filter(|h| !h.is_empty());
+        if let Some(holder) = holder {
+            break holder;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(180),
+            "the controller pod did not take the leader Lease within 3 minutes; see {}/pods/{OPERATOR_NAMESPACE}_*/logs/controller/",
+            agent.dir().display()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let pods: Api<Pod> = Api::namespaced(client, OPERATOR_NAMESPACE);
+    let uid = pods.get(&holder).await?.metadata.uid.unwrap_or_default();
+    let pod_log = agent
+        .dir()
+        .join("pods")
+        .join(format!("{OPERATOR_NAMESPACE}_{holder}_{uid}"))
+        .join("logs/controller/0.log");
+    let link = plane.dir().join("controller.log");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&pod_log, &link)?;
+    println!(
+        "the controller runs as pod {OPERATOR_NAMESPACE}/{holder} (image ghcr.io/openbao-operator/controller) and leads"
+    );
+    Ok(link)
 }
 
 /// Waits until the controller reports the cluster Available with every
