@@ -92,6 +92,11 @@ build_fake_gcs() {
   go_build_tools gcs "" "$1" github.com/fsouza/fake-gcs-server
 }
 
+build_helm() {
+  go_build_tools helm "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" "$1" helm.sh/helm/v4/cmd/helm
+  "$1/bin/helm" version --short | grep -q "$HELM_VERSION" || die "helm reports: $("$1/bin/helm" version --short)"
+}
+
 install_azurite() {
   say "installing azurite@$AZURITE_VERSION and @azure/storage-blob@$AZURE_STORAGE_BLOB_VERSION from npm"
   # The SDK is the real Azure client the tests use to create containers.
@@ -120,5 +125,6 @@ install_into "$cache/versitygw-$VERSITYGW_VERSION" build_versitygw
 install_into "$cache/fake-gcs-server-$FAKE_GCS_SERVER_VERSION" build_fake_gcs
 install_into "$cache/azurite-$AZURITE_VERSION-sdk-$AZURE_STORAGE_BLOB_VERSION" install_azurite
 install_into "$cache/kubernetes-$KUBERNETES_VERSION" build_kubernetes
+install_into "$cache/helm-$HELM_VERSION" build_helm
 install_nextest
 say "test environment ready in $cache"

@@ -83,17 +83,11 @@ impl ControlPlane {
     /// Applies the objects of `manifests/<folder>` (rendered by the cached
     /// `kubectl kustomize`) whose kind `wanted` accepts.
     /// The whole install as a user applies it (`kubectl apply -k
-    /// manifests/<folder>`): CRDs, RBAC and the controller Deployment. The
-    /// controller gets what this environment needs on top of its flags: the
-    /// issuer (a loopback URL the pods cannot reach, so OpenBao fetches the
-    /// keys through the in-cluster name, which anonymous discovery allows),
-    /// then `extra_args`.
+    /// manifests/<folder>`): CRDs, RBAC and the controller Deployment, whose
+    /// controller gets [`Self::operator_flags`] and `extra_args` on top of
+    /// its own.
     pub async fn install_operator(&self, folder: &str, extra_args: &[&str]) -> anyhow::Result<()> {
-        self.allow_anonymous_issuer_discovery().await?;
-        let mut flags = vec![
-            format!("--service-account-issuer={}", self.issuer()),
-            "--oidc-jwks-url=https://kubernetes.default.svc/openid/v1/jwks".to_owned(),
-        ];
+        let mut flags = self.operator_flags().await?;
         flags.extend(extra_args.iter().map(|a| (*a).to_owned()));
         self.apply_kustomization_with(
             folder,
@@ -112,6 +106,17 @@ impl ControlPlane {
             },
         )
         .await
+    }
+
+    /// The flags a controller pod needs here on top of an install's: the
+    /// issuer, a loopback URL the pods cannot reach, so OpenBao fetches the
+    /// keys through the in-cluster name (which anonymous discovery allows).
+    pub async fn operator_flags(&self) -> anyhow::Result<Vec<String>> {
+        self.allow_anonymous_issuer_discovery().await?;
+        Ok(vec![
+            format!("--service-account-issuer={}", self.issuer()),
+            "--oidc-jwks-url=https://kubernetes.default.svc/openid/v1/jwks".to_owned(),
+        ])
     }
 
     async fn apply_kustomization(

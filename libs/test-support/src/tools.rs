@@ -60,6 +60,10 @@ pub fn kubernetes(binary: &str) -> anyhow::Result<PathBuf> {
     )
 }
 
+pub fn helm() -> anyhow::Result<PathBuf> {
+    installed(format!("helm-{}", pinned("HELM_VERSION")), "bin/helm")
+}
+
 pub fn etcd() -> anyhow::Result<PathBuf> {
     installed(format!("etcd-{}", pinned("ETCD_VERSION")), "bin/etcd")
 }
