@@ -50,27 +50,21 @@ pub struct Provenance {
 impl Provenance {
     /// This checkout: the workspace version and the git commit.
     pub fn of_checkout(root: &Path) -> Self {
-        let revision = Command::new("git")
-            .args(["rev-parse", "HEAD"])
-            .current_dir(root)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_else(|| "unknown".into());
-        // The clone's origin, or this folder when it has none.
-        let source = Command::new("git")
-            .args(["config", "--get", "remote.origin.url"])
-            .current_dir(root)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_else(|| format!("file://{}", root.display()));
+        let git = |args: &[&str]| {
+            Command::new("git")
+                .args(args)
+                .current_dir(root)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        };
         Self {
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            revision,
-            source,
+            revision: git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
+            // The clone's origin, or this folder when it has none.
+            source: git(&["config", "--get", "remote.origin.url"])
+                .unwrap_or_else(|| format!("file://{}", root.display())),
         }
     }
 

@@ -106,14 +106,10 @@ async fn development_cluster_bootstraps_heals_and_scales() {
     .await;
     operator_pod(&plane).await;
     // The controller pod holds the Lease: it, not a test process, reconciles.
-    let lease = Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(
-        client.clone(),
-        common::OPERATOR_NAMESPACE,
-    )
-    .get("openbao-operator-controller")
-    .await
-    .unwrap();
-    let holder = lease.spec.unwrap().holder_identity.unwrap_or_default();
+    let holder = plane
+        .operator_leader(Duration::from_secs(60))
+        .await
+        .unwrap();
     assert!(
         holder.starts_with("openbao-operator-controller-"),
         "{holder}"

@@ -14,14 +14,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use serde_json::Value;
 use test_support::node_agent::ImageMap;
 use test_support::wait::poll_until;
 use test_support::{ControlPlane, NodeAgent, NodeAgentOptions, tools};
 
-const NAMESPACE: &str = "openbao-operator-system";
+use test_support::crds::OPERATOR_NAMESPACE as NAMESPACE;
 
 fn repo(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -234,14 +233,10 @@ async fn a_helm_install_runs_a_ready_controller_pod_that_leads() {
     })
     .await
     .unwrap();
-    let holder = Api::<Lease>::namespaced(client, NAMESPACE)
-        .get("openbao-operator-controller")
+    let holder = plane
+        .operator_leader(Duration::from_secs(60))
         .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .holder_identity
-        .unwrap_or_default();
+        .unwrap();
     assert!(
         holder.starts_with("openbao-operator-controller-"),
         "{holder}"

@@ -711,8 +711,9 @@ pub fn plain_storage_endpoints(spec: &OpenBaoClusterSpec) -> Vec<&'static str> {
 /// The Hardened profile's posture: a certificate the operator's own CA did
 /// not issue (External or ACME), a seal whose key does not sit in a
 /// Kubernetes Secret next to the data (not static), at least three voters,
-/// and https to object storage. Checked for clusters not yet initialized; a running cluster
-/// created before these rules keeps them as `ProductionReady` gaps (the
+/// and https to object storage. Checked for clusters not yet initialized;
+/// a running cluster created before these rules keeps them as
+/// `ProductionReady` gaps (the
 /// admission policy likewise lets an update through when the old object
 /// already broke the rule).
 pub fn validate_hardened(spec: &OpenBaoClusterSpec) -> Vec<FieldError> {

@@ -4,13 +4,19 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 
 use crate::ControlPlane;
-use crate::wait::poll_until;
+use crate::wait::{poll_until, poll_until_ok};
+
+/// The operator's namespace and its controller's leader Lease, as
+/// `manifests/base` installs them.
+pub const OPERATOR_NAMESPACE: &str = "openbao-operator-system";
+pub const OPERATOR_LEASE: &str = "openbao-operator-controller";
 
 /// The RBAC kinds of the operator's install (`manifests/base`).
 const RBAC_KINDS: [&str; 6] = [
@@ -80,8 +86,6 @@ impl ControlPlane {
         self.apply_kustomization("admission", |_| true).await
     }
 
-    /// Applies the objects of `manifests/<folder>` (rendered by the cached
-    /// `kubectl kustomize`) whose kind `wanted` accepts.
     /// The whole install as a user applies it (`kubectl apply -k
     /// manifests/<folder>`): CRDs, RBAC and the controller Deployment, whose
     /// controller gets [`Self::operator_flags`] and `extra_args` on top of
@@ -119,6 +123,23 @@ impl ControlPlane {
         ])
     }
 
+    /// The pod holding the controller's leader Lease, once one does.
+    pub async fn operator_leader(&self, within: Duration) -> anyhow::Result<String> {
+        let leases: Api<Lease> = Api::namespaced(self.client().await?, OPERATOR_NAMESPACE);
+        poll_until_ok(within, "a controller pod to hold the leader Lease", || {
+            let leases = leases.clone();
+            async move {
+                Ok(leases
+                    .get_opt(OPERATOR_LEASE)
+                    .await?
+                    .and_then(|l| l.spec)
+                    .and_then(|s| s.holder_identity)
+                    .filter(|h| !h.is_empty()))
+            }
+        })
+        .await
+    }
+
     async fn apply_kustomization(
         &self,
         folder: &str,
@@ -127,6 +148,9 @@ impl ControlPlane {
         self.apply_kustomization_with(folder, wanted, |_| {}).await
     }
 
+    /// Applies the objects of `manifests/<folder>` (rendered by the cached
+    /// `kubectl kustomize`) whose kind `wanted` accepts, each first passed
+    /// to `tune`.
     async fn apply_kustomization_with(
         &self,
         folder: &str,

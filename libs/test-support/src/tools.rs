@@ -93,9 +93,6 @@ pub fn azurite_dir() -> anyhow::Result<PathBuf> {
     Ok(cache_dir().join(folder))
 }
 
-/// A binary of this workspace, built next to the running test
-/// (`target/<profile>/<name>`). `cargo nextest run --workspace` and
-/// `cargo build --workspace` build them all.
 /// The OCI image layout of the workspace binary `name`, as
 /// `cargo xtask images --profile dev` writes it beside the binaries, checked
 /// to be no older than the binary it packs.
@@ -127,6 +124,9 @@ pub fn image_of(binary: &Path) -> anyhow::Result<PathBuf> {
     Ok(layout)
 }
 
+/// A binary of this workspace, built next to the running test
+/// (`target/<profile>/<name>`). `cargo nextest run --workspace` and
+/// `cargo build --workspace` build them all.
 pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let profile_dir = exe

@@ -195,8 +195,6 @@ pub fn restricted() -> Value {
     })
 }
 
-/// How the Job binaries reach the backup storage. Their variables share a
-/// prefix (`BACKUP_`, `RESTORE_`); `location` names the one that takes the URL.
 /// How a Job binary reaches the object storage: the destination in its
 /// environment (`{prefix}{location}`, endpoint, region) and, for a private
 /// CA, the CA file mounted from `caSecretRef` (`{prefix}STORAGE_CA_FILE`).
@@ -222,6 +220,8 @@ pub fn storage_access(
     }
 }
 
+/// The destination's variables. They share a prefix (`BACKUP_`,
+/// `RESTORE_`); `location` names the one that takes the URL.
 fn storage_env(destination: &BackupDestination, prefix: &str, location: &str) -> Vec<Value> {
     let mut env = vec![env_var(&format!("{prefix}{location}"), &destination.url)];
     if let Some(endpoint) = &destination.endpoint {

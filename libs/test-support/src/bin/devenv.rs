@@ -19,22 +19,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use lifecycle_types::backup::{BackupFailure, DrillResult, OperationLock};
 use lifecycle_types::{OpenBaoCluster, names};
 
+use test_support::crds::OPERATOR_NAMESPACE;
 use test_support::node_agent::ImageMap;
 use test_support::s3::S3Server;
 use test_support::{ControlPlane, NodeAgent, NodeAgentOptions, tools, write_private};
 
 /// OpenBao's API port.
 const API_PORT: u16 = 8200;
-/// Namespace the operator runs in (its ServiceAccount is the subject of its
-/// OpenBao JWT role).
-const OPERATOR_NAMESPACE: &str = "openbao-operator-system";
 const SAMPLE: &str = "manifests/samples/openbaocluster-development.yaml";
 /// The operator's images, by repository (`cargo xtask images --profile dev`
 /// writes them; the install's image references match on the repository).
@@ -42,8 +39,6 @@ const IMAGES: [&str; 4] = ["controller", "backup", "restore", "upgrade"];
 /// The install overlay devenv applies, as a user would with
 /// `kubectl apply --server-side -k`.
 const OVERLAY: &str = "overlays/development";
-/// The controller's leader-election Lease (in the operator namespace).
-const LEASE: &str = "openbao-operator-controller";
 /// How long to wait, once the cluster is Available, for the first backup and
 /// then for its restore drill; devenv goes on (and says so) after either.
 const BACKUP_WAIT: Duration = Duration::from_secs(180);
@@ -434,27 +429,16 @@ async fn install_operator(plane: &ControlPlane, agent: &NodeAgent) -> anyhow::Re
     println!(
         "applied manifests/{OVERLAY} (CRDs, RBAC, the controller Deployment); waiting for the controller pod..."
     );
-    let client = plane.client().await?;
-    let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-    let started = Instant::now();
-    let holder = loop {
-        let holder = leases
-            .get_opt(LEASE)
-            .await?
-            .and_then(|l| l.spec)
-            .and_then(|s| s.holder_identity)
-            .filter(|h| !h.is_empty());
-        if let Some(holder) = holder {
-            break holder;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(180),
-            "the controller pod did not take the leader Lease within 3 minutes; see {}/pods/{OPERATOR_NAMESPACE}_*/logs/controller/",
-            agent.dir().display()
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
-    let pods: Api<Pod> = Api::namespaced(client, OPERATOR_NAMESPACE);
+    let holder = plane
+        .operator_leader(Duration::from_secs(180))
+        .await
+        .with_context(|| {
+            format!(
+                "the controller pod did not take the leader Lease within 3 minutes; see {}/pods/{OPERATOR_NAMESPACE}_*/logs/controller/",
+                agent.dir().display()
+            )
+        })?;
+    let pods: Api<Pod> = Api::namespaced(plane.client().await?, OPERATOR_NAMESPACE);
     let uid = pods.get(&holder).await?.metadata.uid.unwrap_or_default();
     let pod_log = agent
         .dir()

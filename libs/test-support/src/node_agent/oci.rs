@@ -19,8 +19,6 @@ pub struct UnpackedImage {
     pub cmd: Vec<String>,
     /// `NAME=value` pairs, split.
     pub env: Vec<(String, String)>,
-    /// The config's `User` (for example `65532:65532`).
-    pub user: Option<String>,
 }
 
 /// Unpacks the image in `layout` once, into `layout/unpacked/<manifest
@@ -77,7 +75,6 @@ pub fn unpack(layout: &Path) -> anyhow::Result<UnpackedImage> {
             .filter_map(|pair| pair.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
-        user: settings.user().clone(),
     })
 }
 
