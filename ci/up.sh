@@ -10,16 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-started=$SECONDS
-step() { printf '\n[up] %s\n' "$*"; }
-
-step "installing the test servers that are missing (etcd, Kubernetes, OpenBao, S3; the first run builds them, about 20 minutes on 2 cores)"
-bash ci/install-test-env.sh
-step "building the operator's images and devenv (the first build takes about 10 minutes on 2 cores; cargo shows its progress)"
-cargo build --locked --package test-support --bin devenv
-# The controller, backup, restore and upgrade run from these images (dev
-# profile: unoptimized binaries, quick to build; `cargo xtask images` makes
-# the release ones).
-cargo xtask images --profile dev
-step "built in $((SECONDS - started)) s; starting the environment (Ctrl-C at any time stops it and removes everything)"
-exec cargo run --quiet --locked --package test-support --bin devenv -- "$@"
+# Build output in the tool cache, shared with ci/test.sh and ci/golden-path.sh.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${OPENBAO_OPERATOR_CACHE:-$HOME/.cache/openbao-operator}/target}"
+bash ci/local-build.sh devenv
+printf '\n[devenv] starting the environment (Ctrl-C at any time stops it and removes everything)\n'
+exec cargo run --quiet --locked --profile local --package test-support --bin devenv -- "$@"

@@ -116,9 +116,17 @@ async fn main() -> anyhow::Result<()> {
     init_logging(args.log_json);
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    let config = kube::Config::infer().await.context(
+    let mut config = kube::Config::infer().await.context(
         "cannot find the Kubernetes API server: run in a pod with a ServiceAccount, or set KUBECONFIG",
     )?;
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_str(&format!(
+            "{}/{}",
+            lifecycle_types::names::CONTROLLER_USER_AGENT,
+            env!("CARGO_PKG_VERSION")
+        ))?,
+    ));
     let client = kube::Client::try_from(config.clone())
         .context("cannot build a Kubernetes client from the configuration")?;
     let issuer = match &args.service_account_issuer {

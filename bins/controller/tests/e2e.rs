@@ -193,6 +193,25 @@ async fn development_cluster_bootstraps_heals_and_scales() {
             .iter()
             .all(|v| ["dev-0", "dev-1", "dev-2"].contains(&v.as_str()))
     );
+    // The API server's audit log: every request of the controller pod
+    // acted as the operator's ServiceAccount, none impersonated.
+    let identities = plane
+        .acting_identities(names::CONTROLLER_USER_AGENT)
+        .unwrap();
+    assert_eq!(
+        identities.keys().collect::<Vec<_>>(),
+        [test_support::crds::OPERATOR_USER],
+        "{identities:?}"
+    );
+    assert!(
+        identities[test_support::crds::OPERATOR_USER] > 20,
+        "{identities:?}"
+    );
+    // The controller pod runs as its image's and Deployment's non-root user.
+    assert_eq!(
+        test_support::process::user_ids("/usr/local/bin/controller"),
+        Some((65532, 65532))
+    );
     // A figure, not a bound: this is the unoptimized test build.
     if let Some(kib) = test_support::process::peak_rss_kib("/usr/local/bin/controller") {
         println!(

@@ -119,6 +119,10 @@ pub const SELF_INIT_KEY: &str = "self-init.hcl";
 /// Key of the root token Secret (Development clusters initialized by the operator).
 pub const ROOT_TOKEN: &str = "token";
 
+/// The product in the controller's `User-Agent` (`<this>/<version>`), so
+/// API server audit logs and metrics tell its requests apart.
+pub const CONTROLLER_USER_AGENT: &str = "openbao-operator-controller";
+
 /// The ValidatingAdmissionPolicies (and their bindings, of the same names)
 /// that `manifests/admission` ships; the controller checks at startup that
 /// each is installed and enforced.

@@ -3,7 +3,9 @@
 //! service-account issuer whose discovery document and JWKS are served by
 //! the API server itself. The API server can be restarted with a new
 //! service-account signing key ([`ControlPlane::rotate_service_account_signing_key`]).
+//! Its audit log records who made each request ([`ControlPlane::acting_identities`]).
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,6 +25,20 @@ const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
 /// Service ClusterIPs are only bookkeeping here: nothing ever connects to
 /// them, traffic goes to pod and loopback addresses.
 const SERVICE_CIDR: &str = "10.96.0.0/16";
+/// Every request at `Metadata` level (who, what, which object; no bodies,
+/// so no secret values), except the control plane's own components.
+const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: None
+    users: ["system:apiserver", "system:kube-controller-manager", "system:kube-scheduler"]
+  - level: None
+    userGroups: ["system:serviceaccounts:kube-system"]
+  - level: Metadata
+"#;
+/// The API server's audit log, in the control plane's folder.
+const AUDIT_LOG: &str = "audit.log";
 
 /// A running control plane. Dropping it stops every process and removes its
 /// files (set `KEEP_TEST_ENV=1` to keep the files for debugging).
@@ -215,6 +231,44 @@ impl ControlPlane {
             .collect()
     }
 
+    /// Who the requests whose `User-Agent` starts with `user_agent` acted
+    /// as, from the API server's audit log: each identity (`<user> as
+    /// <impersonated user>` when the request impersonated) with its number
+    /// of requests.
+    pub fn acting_identities(&self, user_agent: &str) -> anyhow::Result<BTreeMap<String, usize>> {
+        let path = self.audit_log();
+        let log = std::fs::read_to_string(&path)
+            .with_context(|| format!("read the audit log {}", path.display()))?;
+        let mut requests = std::collections::BTreeSet::new();
+        let mut identities = BTreeMap::new();
+        for line in log.lines() {
+            // The last line may be half written while the API server runs.
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let agent = event["userAgent"].as_str().unwrap_or_default();
+            // A watch logs ResponseStarted and later ResponseComplete: one
+            // request, counted once.
+            if !agent.starts_with(user_agent)
+                || !requests.insert(event["auditID"].as_str().unwrap_or_default().to_owned())
+            {
+                continue;
+            }
+            let user = event["user"]["username"].as_str().unwrap_or_default();
+            let identity = match event["impersonatedUser"]["username"].as_str() {
+                Some(impersonated) => format!("{user} as {impersonated}"),
+                None => user.to_owned(),
+            };
+            *identities.entry(identity).or_insert(0) += 1;
+        }
+        Ok(identities)
+    }
+
+    /// The API server's audit log (JSON lines, `Metadata` level).
+    pub fn audit_log(&self) -> PathBuf {
+        self.dir().join(AUDIT_LOG)
+    }
+
     /// The service-account issuer (the API server URL).
     pub fn issuer(&self) -> &str {
         &self.server_url
@@ -311,6 +365,10 @@ impl ApiServerSetup {
     /// Starts kube-apiserver with this setup, logging to
     /// `kube-apiserver.log` (the first start) or `kube-apiserver-<n>.log`.
     fn spawn(&mut self, root: &Path) -> anyhow::Result<ManagedProcess> {
+        let audit_policy = root.join("audit-policy.yaml");
+        std::fs::write(&audit_policy, AUDIT_POLICY)?;
+        let audit_policy = path_str(&audit_policy);
+        let audit_log = path_str(&root.join(AUDIT_LOG));
         let pki = &self.pki;
         let server_url = format!("https://127.0.0.1:{}", self.port);
         let port = self.port.to_string();
@@ -339,6 +397,11 @@ impl ApiServerSetup {
             ("allow-privileged", "true"),
             ("profiling", "false"),
             ("event-ttl", "1h"),
+            ("audit-policy-file", &audit_policy),
+            ("audit-log-path", &audit_log),
+            ("audit-log-format", "json"),
+            // One file for the whole run (restarts append to it).
+            ("audit-log-maxsize", "0"),
         ];
         // Repeated: every key verifies tokens and is served in the JWKS.
         pairs.extend(

@@ -17,6 +17,8 @@ use crate::wait::{poll_until, poll_until_ok};
 /// `manifests/base` installs them.
 pub const OPERATOR_NAMESPACE: &str = "openbao-operator-system";
 pub const OPERATOR_LEASE: &str = "openbao-operator-controller";
+/// The operator's ServiceAccount, as the API server names its user.
+pub const OPERATOR_USER: &str = "system:serviceaccount:openbao-operator-system:openbao-operator";
 
 /// The RBAC kinds of the operator's install (`manifests/base`).
 const RBAC_KINDS: [&str; 6] = [

@@ -15,6 +15,7 @@
 pub mod azure;
 pub mod control_plane;
 pub mod crds;
+pub mod devenv;
 pub mod gcs;
 pub mod identities;
 pub mod jobs;
@@ -51,6 +52,32 @@ pub fn init_tracing() {
         )
         .with_test_writer()
         .try_init();
+}
+
+/// Logging for the binaries a user runs (devenv, golden-path): their own
+/// lines and real problems. The kube client's retries while the API server
+/// starts are not (the binaries wait for it and say so); `RUST_LOG`
+/// overrides.
+pub fn init_user_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,kube_client=off,kube_runtime=off".into()),
+        )
+        .try_init();
+}
+
+/// Runs `work` until it ends or Ctrl-C or SIGTERM arrives; on a signal the
+/// future is dropped, which stops and removes whatever it had started.
+pub async fn until_signal(
+    work: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = work => result,
+        result = tokio::signal::ctrl_c() => { println!("stopping..."); Ok(result?) }
+        _ = term.recv() => { println!("stopping..."); Ok(()) }
+    }
 }
 
 /// A scratch folder for one environment. Removed on drop unless

@@ -100,18 +100,27 @@ pub fn workspace_image(name: &str) -> anyhow::Result<PathBuf> {
     image_of(&workspace_binary(name)?)
 }
 
-/// The dev image layout of a workspace binary at `<target>/debug/<name>`:
-/// `<target>/images/dev/<name>`, refused when older than the binary.
+/// The image layout of a workspace binary at `<target>/<profile dir>/<name>`:
+/// `<target>/images/<profile>/<name>` (the `debug` folder is the `dev`
+/// profile), refused when older than the binary.
 pub fn image_of(binary: &Path) -> anyhow::Result<PathBuf> {
     let name = binary
         .file_name()
         .ok_or_else(|| anyhow::anyhow!("{} names no binary", binary.display()))?;
-    let target = binary.parent().and_then(Path::parent).ok_or_else(|| {
+    let profile_dir = binary.parent().ok_or_else(|| {
         anyhow::anyhow!("cannot locate the target folder from {}", binary.display())
     })?;
-    let layout = target.join("images/dev").join(name);
-    let fix =
-        "build the images with `cargo xtask images --profile dev --no-build` (ci/test.sh does)";
+    let target = profile_dir.parent().ok_or_else(|| {
+        anyhow::anyhow!("cannot locate the target folder from {}", binary.display())
+    })?;
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let layout = target.join("images").join(profile).join(name);
+    let fix = format!(
+        "build the images with `cargo xtask images --profile {profile} --no-build` (ci/test.sh and ci/up.sh do)"
+    );
     let written = std::fs::metadata(layout.join("index.json"))
         .and_then(|m| m.modified())
         .map_err(|_| anyhow::anyhow!("{} is not an image layout; {fix}", layout.display()))?;

@@ -48,6 +48,34 @@ async fn crd_installs_and_a_minimal_cluster_round_trips_with_defaults() {
     assert_eq!(stored.spec.storage.size.0, "10Gi");
     assert_eq!(stored.spec.self_init.oidc.audience, "openbao-internal");
     assert!(lifecycle_types::validation::validate_spec(&stored.spec).is_empty());
+
+    // The audit log says who acted, as whom, by User-Agent.
+    let mut config = plane.config().await.unwrap();
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static("audit-check/1"),
+    ));
+    let admin = kube::Client::try_from(config.clone()).unwrap();
+    config.auth_info.impersonate = Some("alice".into());
+    config.auth_info.impersonate_groups = Some(vec!["system:masters".into()]);
+    let alice = kube::Client::try_from(config).unwrap();
+    Api::<OpenBaoCluster>::namespaced(admin, NAMESPACE)
+        .get("dev")
+        .await
+        .unwrap();
+    Api::<OpenBaoCluster>::namespaced(alice, NAMESPACE)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    let expected = std::collections::BTreeMap::from([
+        ("admin".to_owned(), 1),
+        ("admin as alice".to_owned(), 1),
+    ]);
+    poll_until(Duration::from_secs(10), "both requests audited", || async {
+        Ok(plane.acting_identities("audit-check/")? == expected)
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]

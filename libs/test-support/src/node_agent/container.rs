@@ -45,15 +45,16 @@ use tokio::sync::watch;
 
 /// Builds the container root, then execs the command in it. Positional
 /// arguments: root, working dir, a marker file created once the root is
-/// built (so the agent reports the container running only then), mount
-/// count, 4 words per mount (kind,
+/// built (so the agent reports the container running only then), the
+/// user and group to run as (`-` `-`: root), mount count, 4 words per
+/// mount (kind,
 /// source, target, ro|rw), `--`, argv. Environment: the container's own;
 /// the script uses a fixed PATH for its tools and restores the container's
 /// before exec.
 const ROOT_SCRIPT: &str = r#"set -eu
 ctr_path=${PATH:-}
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
-root=$1; wd=$2; marker=$3; n=$4; shift 4
+root=$1; wd=$2; marker=$3; uid=$4; gid=$5; n=$6; shift 6
 mount -t tmpfs -o mode=0755 node-agent-root "$root"
 while [ "$n" -gt 0 ]; do
   kind=$1; src=$2; dst=$root$3; mode=$4; shift 4; n=$((n - 1))
@@ -84,7 +85,12 @@ mkdir -p "$root$wd"
 unshare_bin=$(command -v unshare)
 : > "$marker"
 PATH=$ctr_path
-exec "$unshare_bin" --root="$root" --wd="$wd" -- "$@"
+if [ "$uid" = - ]; then
+  exec "$unshare_bin" --root="$root" --wd="$wd" -- "$@"
+fi
+# unshare enters the root and working dir as root, then drops to the user
+# (and to no supplementary group) before exec.
+exec "$unshare_bin" --root="$root" --wd="$wd" --setgid="$gid" --setuid="$uid" -- "$@"
 "#;
 
 /// How a path appears in the container root.
@@ -217,6 +223,15 @@ pub struct Launch {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub log_path: PathBuf,
+    /// The user and group the process runs as; `None`: root.
+    pub run_as: Option<RunAs>,
+}
+
+/// A numeric user and primary group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// Exit code of a finished container (128 + signal when killed).
@@ -311,6 +326,10 @@ impl ContainerProcess {
             .arg(&launch.root_mount_point)
             .arg(&launch.working_dir)
             .arg(&marker)
+            .args(match launch.run_as {
+                Some(RunAs { uid, gid }) => [uid.to_string(), gid.to_string()],
+                None => ["-".to_owned(), "-".to_owned()],
+            })
             .arg(launch.entries.len().to_string());
         for entry in &launch.entries {
             command.args(entry.words());

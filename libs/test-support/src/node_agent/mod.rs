@@ -45,6 +45,7 @@ pub mod pod;
 pub mod probes;
 pub mod status;
 pub mod termination;
+pub mod users;
 pub mod volumes;
 
 use std::collections::HashMap;

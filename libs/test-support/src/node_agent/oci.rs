@@ -19,6 +19,8 @@ pub struct UnpackedImage {
     pub cmd: Vec<String>,
     /// `NAME=value` pairs, split.
     pub env: Vec<(String, String)>,
+    /// The config's `User` (`uid[:gid]`), when set.
+    pub user: Option<String>,
 }
 
 /// Unpacks the image in `layout` once, into `layout/unpacked/<manifest
@@ -75,6 +77,7 @@ pub fn unpack(layout: &Path) -> anyhow::Result<UnpackedImage> {
             .filter_map(|pair| pair.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
+        user: settings.user().clone().filter(|u| !u.is_empty()),
     })
 }
 

@@ -444,6 +444,11 @@ impl Worker {
                 VolumeKind::EmptyDir => {
                     let dir = self.dir.join("volumes").join(&volume.name);
                     std::fs::create_dir_all(&dir)?;
+                    // As the kubelet makes it: any container user may write.
+                    std::fs::set_permissions(
+                        &dir,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+                    )?;
                     dir
                 }
                 VolumeKind::Claim(claim) => self.claim_dir(&claim).await?,
@@ -598,7 +603,14 @@ impl Worker {
         if let Some(files) = render_files(volume, &self.pod, &facts, &self.sources, &tokens)?
             && self.written.get(&volume.name) != Some(&files)
         {
-            write_atomic(dir, &files)?;
+            let fs_group = self
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.security_context.as_ref())
+                .and_then(|c| c.fs_group)
+                .and_then(|g| u32::try_from(g).ok());
+            write_atomic(dir, &files, fs_group)?;
             self.written.insert(volume.name.clone(), files);
         }
         Ok(())
@@ -781,10 +793,18 @@ impl Worker {
             .shared
             .images
             .resolve(&image, command.as_deref(), args.as_deref())?;
-        let (mut entries, env) = match &resolved.image {
-            // A real image: its own files, and the kernel's folders.
-            Some(image) => (image_root(image)?, with_image_env(env, &image.env, &spec)),
-            None => (self.shared.host_entries.clone(), env),
+        let (mut entries, env, run_as) = match &resolved.image {
+            // A real image: its own files, the kernel's folders, its user.
+            Some(image) => (
+                image_root(image)?,
+                with_image_env(env, &image.env, &spec),
+                Some(super::users::run_as(
+                    &self.pod,
+                    &spec,
+                    image.user.as_deref(),
+                )?),
+            ),
+            None => (self.shared.host_entries.clone(), env, None),
         };
         let etc = self.dir.join("etc");
         for file in ["hosts", "resolv.conf", "hostname", "nsswitch.conf"] {
@@ -858,6 +878,7 @@ impl Worker {
             argv: resolved.argv,
             env: env.clone(),
             log_path: log_path.clone(),
+            run_as,
         };
         let process = ContainerProcess::start(&launch, &self.shared.registry)?;
         if let Ok(mut processes) = self.shared.processes.lock() {

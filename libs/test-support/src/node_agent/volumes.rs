@@ -239,7 +239,9 @@ fn is_safe_relative(path: &Path) -> bool {
 }
 
 /// Writes `files` into `dir` as one atomic update (see the module docs).
-pub fn write_atomic(dir: &Path, files: &FileSet) -> anyhow::Result<()> {
+/// With the pod's `fsGroup`, each file belongs to that group and the group
+/// may read it, as the kubelet sets a volume's ownership.
+pub fn write_atomic(dir: &Path, files: &FileSet, fs_group: Option<u32>) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
     let stamp = format!(
@@ -257,7 +259,14 @@ pub fn write_atomic(dir: &Path, files: &FileSet) -> anyhow::Result<()> {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::write(&target, content)?;
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(*mode))?;
+        let mode = match fs_group {
+            Some(group) => {
+                std::os::unix::fs::chown(&target, None, Some(group))?;
+                mode | 0o440
+            }
+            None => *mode,
+        };
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))?;
     }
     let old = std::fs::read_link(dir.join("..data")).ok();
     let tmp = dir.join("..data_tmp");
@@ -455,7 +464,7 @@ mod tests {
         let mut files = FileSet::new();
         files.insert("a".into(), (b"1".to_vec(), 0o644));
         files.insert("sub/b".into(), (b"2".to_vec(), 0o600));
-        write_atomic(dir.path(), &files).unwrap();
+        write_atomic(dir.path(), &files, None).unwrap();
         assert_eq!(std::fs::read(dir.path().join("sub/b")).unwrap(), b"2");
         assert!(
             std::fs::symlink_metadata(dir.path().join("a"))
@@ -464,7 +473,7 @@ mod tests {
         );
         files.remove("sub/b");
         files.insert("a".into(), (b"3".to_vec(), 0o644));
-        write_atomic(dir.path(), &files).unwrap();
+        write_atomic(dir.path(), &files, None).unwrap();
         assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"3");
         assert!(!dir.path().join("sub").exists());
         let stamps = std::fs::read_dir(dir.path())
