@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # What ci/up.sh and ci/golden-path.sh need before they run: the test servers
 # (installed once into the tool cache), the operator's images and the binary
-# named by $1 (devenv or golden-path), built with the `local` profile in the
-# tool cache's target folder. Prints each step and its time.
+# named by $1 (devenv or golden-path), built with the `local` profile in
+# $CARGO_TARGET_DIR/local/ (the callers run it from there: `cargo run` would
+# resolve features for that one package and build again). Prints each step
+# and its time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 binary=${1:?usage: ci/local-build.sh devenv|golden-path}

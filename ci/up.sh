@@ -14,4 +14,4 @@ export PATH="$HOME/.cargo/bin:$PATH"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${OPENBAO_OPERATOR_CACHE:-$HOME/.cache/openbao-operator}/target}"
 bash ci/local-build.sh devenv
 printf '\n[devenv] starting the environment (Ctrl-C at any time stops it and removes everything)\n'
-exec cargo run --quiet --locked --profile local --package test-support --bin devenv -- "$@"
+exec "$CARGO_TARGET_DIR/local/devenv" "$@"
