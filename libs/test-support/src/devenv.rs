@@ -158,6 +158,26 @@ impl DevEnvironment {
         Ok(())
     }
 
+    /// Reads the status every second until `check` returns a value,
+    /// printing each new line `check` gives (a phase, the Job that holds
+    /// the cluster); `None` once `within` has passed.
+    async fn watch<T>(
+        &self,
+        within: Duration,
+        mut check: impl FnMut(OpenBaoClusterStatus) -> (String, Option<T>),
+    ) -> anyhow::Result<Option<T>> {
+        let started = Instant::now();
+        let mut last = String::new();
+        loop {
+            let (line, done) = check(self.status().await?);
+            print_changed(&mut last, line);
+            if done.is_some() || started.elapsed() > within {
+                return Ok(done);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
     /// Waits until the controller reports the cluster Available with every
     /// replica ready and a voter, on `version` when given, printing each
     /// new phase and reason.
@@ -167,48 +187,44 @@ impl DevEnvironment {
         within: Duration,
     ) -> anyhow::Result<OpenBaoClusterStatus> {
         let replicas = self.cluster.spec.replicas;
-        let deadline = Instant::now() + within;
-        let mut last = String::new();
-        loop {
-            let status = self.status().await?;
-            let available = lifecycle_types::conditions::find(&status.conditions, "Available");
-            let initialized = lifecycle_types::conditions::find(&status.conditions, "Initialized");
-            let line = format!(
-                "  phase {}, {}/{replicas} ready, {}{}",
-                shown(status.phase.as_ref()).unwrap_or_else(|| "not set yet".into()),
-                status.ready_replicas,
-                status
-                    .current_version
-                    .as_ref()
-                    .map(|v| format!("OpenBao {v}, "))
-                    .unwrap_or_default(),
-                initialized
-                    .filter(|c| c.reason != "SelfInitialized" && c.reason != "OperatorInitialized")
-                    .or(available)
-                    .map(|c| format!("{}: {}", c.reason, c.message))
-                    .unwrap_or_default()
-            );
-            if line != last {
-                println!("{line}");
-                last = line;
-            }
-            let voters = status.raft.as_ref().map(|r| r.voters.len()).unwrap_or(0);
-            if available
-                .is_some_and(|c| c.status == lifecycle_types::conditions::ConditionStatus::True)
-                && status.ready_replicas == replicas
-                && voters == replicas as usize
-                && version.is_none_or(|v| status.current_version.as_deref() == Some(v))
-            {
-                return Ok(status);
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
+        let available = self
+            .watch(within, |status| {
+                let available = lifecycle_types::conditions::find(&status.conditions, "Available");
+                let initialized =
+                    lifecycle_types::conditions::find(&status.conditions, "Initialized");
+                let line = format!(
+                    "  phase {}, {}/{replicas} ready, {}{}",
+                    shown(status.phase.as_ref()).unwrap_or_else(|| "not set yet".into()),
+                    status.ready_replicas,
+                    status
+                        .current_version
+                        .as_ref()
+                        .map(|v| format!("OpenBao {v}, "))
+                        .unwrap_or_default(),
+                    initialized
+                        .filter(|c| {
+                            c.reason != "SelfInitialized" && c.reason != "OperatorInitialized"
+                        })
+                        .or(available)
+                        .map(|c| format!("{}: {}", c.reason, c.message))
+                        .unwrap_or_default()
+                );
+                let voters = status.raft.as_ref().map(|r| r.voters.len()).unwrap_or(0);
+                let done = available.is_some_and(|c| {
+                    c.status == lifecycle_types::conditions::ConditionStatus::True
+                }) && status.ready_replicas == replicas
+                    && voters == replicas as usize
+                    && version.is_none_or(|v| status.current_version.as_deref() == Some(v));
+                (line, done.then_some(status))
+            })
+            .await?;
+        available.with_context(|| {
+            format!(
                 "the cluster did not become Available within {} s; see {} and `kubectl get openbaoclusters -o yaml`",
                 within.as_secs(),
                 self.controller_log.display()
-            );
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+            )
+        })
     }
 
     /// Waits until a backup run for `trigger` (`spec.backup.trigger`) has
@@ -220,33 +236,30 @@ impl DevEnvironment {
         within: Duration,
     ) -> anyhow::Result<BackupRecord> {
         let logs = self.pod_logs();
-        let started = Instant::now();
-        let mut last = String::new();
-        loop {
-            let status = self.status().await?;
-            let backup = status.backup.clone().unwrap_or_default();
-            if backup.last_trigger.as_deref() == Some(trigger)
-                && status.operation.is_none()
-                && let Some(record) = backup.last_successful
-            {
-                return Ok(record);
-            }
-            print_changed(
-                &mut last,
-                operation_line(
+        let record = self
+            .watch(within, |status| {
+                let backup = status.backup.unwrap_or_default();
+                if backup.last_trigger.as_deref() == Some(trigger)
+                    && status.operation.is_none()
+                    && let Some(record) = backup.last_successful
+                {
+                    return (String::new(), Some(record));
+                }
+                let line = operation_line(
                     status.operation.as_ref(),
                     backup.last_failure.as_ref(),
                     &logs,
-                ),
-            );
-            anyhow::ensure!(
-                started.elapsed() < within,
+                );
+                (line, None)
+            })
+            .await?;
+        record.with_context(|| {
+            format!(
                 "no backup for trigger {trigger} succeeded within {} s; see `kubectl get openbaocluster {} -o jsonpath='{{.status.backup}}'` and the pod logs under {logs}",
                 within.as_secs(),
                 self.name()
-            );
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+            )
+        })
     }
 
     /// Waits for the restore drill of `backup` (when the sample asks for
@@ -263,42 +276,37 @@ impl DevEnvironment {
         }
         println!("waiting for the restore drill of backup {backup}...");
         let logs = self.pod_logs();
-        let started = Instant::now();
-        let mut last = String::new();
-        loop {
-            let status = self.status().await?;
-            let backups = status.backup.clone().unwrap_or_default();
-            if let Some(drill) = &backups.last_verified {
-                let index = drill
-                    .restored_raft_index
-                    .map(|i| format!(", restored Raft index {i}"))
-                    .unwrap_or_default();
-                let which = drill.backup.as_deref().unwrap_or("(unknown backup)");
-                match drill.result {
-                    DrillResult::Passed => println!(
-                        "Restore drill Passed: backup {which} restored into a throwaway node ({}{index}; Job {})",
-                        drill.reason, drill.job
-                    ),
-                    DrillResult::Failed => println!(
-                        "Restore drill Failed: backup {which}: {}: {} (Job {}; pod logs under {logs})",
-                        drill.reason, drill.message, drill.job
-                    ),
+        let drill = self
+            .watch(within, |status| {
+                match status.backup.and_then(|b| b.last_verified) {
+                    Some(drill) => (String::new(), Some(drill)),
+                    None => (operation_line(status.operation.as_ref(), None, &logs), None),
                 }
-                return Ok(());
-            }
-            print_changed(
-                &mut last,
-                operation_line(status.operation.as_ref(), None, &logs),
+            })
+            .await?;
+        let Some(drill) = drill else {
+            println!(
+                "Restore drill: no result within {} s (status.backup.lastVerified is empty); it keeps running, see `kubectl get jobs` and the pod logs under {logs}",
+                within.as_secs()
             );
-            if started.elapsed() > within {
-                println!(
-                    "Restore drill: no result within {} s (status.backup.lastVerified is empty); it keeps running, see `kubectl get jobs` and the pod logs under {logs}",
-                    within.as_secs()
-                );
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Ok(());
+        };
+        let index = drill
+            .restored_raft_index
+            .map(|i| format!(", restored Raft index {i}"))
+            .unwrap_or_default();
+        let which = drill.backup.as_deref().unwrap_or("(unknown backup)");
+        match drill.result {
+            DrillResult::Passed => println!(
+                "Restore drill Passed: backup {which} restored into a throwaway node ({}{index}; Job {})",
+                drill.reason, drill.job
+            ),
+            DrillResult::Failed => println!(
+                "Restore drill Failed: backup {which}: {}: {} (Job {}; pod logs under {logs})",
+                drill.reason, drill.message, drill.job
+            ),
         }
+        Ok(())
     }
 
     /// One line on a backup: name, size, Raft index, Job and where its

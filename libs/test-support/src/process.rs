@@ -168,29 +168,22 @@ pub fn pid_alive(pid: u32) -> bool {
 /// Peak resident memory (VmHWM, KiB) of the first process whose command
 /// line starts with `program`, read from /proc.
 pub fn peak_rss_kib(program: &str) -> Option<u64> {
-    status_field(program, "VmHWM:")?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    status_number(&status_of(program)?, "VmHWM:")
 }
 
 /// The real user and group ids of the first process whose command line
 /// starts with `program`.
 pub fn user_ids(program: &str) -> Option<(u32, u32)> {
-    let first = |field: &str| -> Option<u32> {
-        status_field(program, field)?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    };
-    Some((first("Uid:")?, first("Gid:")?))
+    let status = status_of(program)?;
+    Some((
+        status_number(&status, "Uid:")?,
+        status_number(&status, "Gid:")?,
+    ))
 }
 
-/// The value of `field` (`VmHWM:`, `Uid:`) in /proc/<pid>/status of the
-/// first process whose command line starts with `program`.
-fn status_field(program: &str, field: &str) -> Option<String> {
+/// /proc/<pid>/status of the first process whose command line starts with
+/// `program`.
+fn status_of(program: &str) -> Option<String> {
     let mut prefix = program.as_bytes().to_vec();
     prefix.push(0);
     std::fs::read_dir("/proc")
@@ -201,8 +194,17 @@ fn status_field(program: &str, field: &str) -> Option<String> {
             if !cmdline.starts_with(&prefix) {
                 return None;
             }
-            let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
-            let line = status.lines().find(|l| l.starts_with(field))?;
-            Some(line[field.len()..].trim().to_owned())
+            std::fs::read_to_string(entry.path().join("status")).ok()
         })
+}
+
+/// The first number after `field` (`VmHWM:`, `Uid:`) in a status text.
+fn status_number<T: std::str::FromStr>(status: &str, field: &str) -> Option<T> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }

@@ -107,13 +107,14 @@ pub fn image_of(binary: &Path) -> anyhow::Result<PathBuf> {
     let name = binary
         .file_name()
         .ok_or_else(|| anyhow::anyhow!("{} names no binary", binary.display()))?;
-    let profile_dir = binary.parent().ok_or_else(|| {
+    let profile_dir = binary.parent();
+    let target = profile_dir.and_then(Path::parent).ok_or_else(|| {
         anyhow::anyhow!("cannot locate the target folder from {}", binary.display())
     })?;
-    let target = profile_dir.parent().ok_or_else(|| {
-        anyhow::anyhow!("cannot locate the target folder from {}", binary.display())
-    })?;
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+    let profile = match profile_dir
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+    {
         Some("debug") | None => "dev",
         Some(other) => other,
     };

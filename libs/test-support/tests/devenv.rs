@@ -121,7 +121,7 @@ fn devenv_runs_openbao_pods_that_form_a_raft_cluster_and_prints_how_to_connect()
         "{stdout}"
     );
     assert!(
-        stdout.contains("the controller made ",)
+        stdout.contains("the controller made ")
             && stdout.contains(
                 " requests, all as system:serviceaccount:openbao-operator-system:openbao-operator\n"
             ),

@@ -55,7 +55,10 @@ async fn run() -> anyhow::Result<()> {
         from != to,
         "the upgrade step needs two OpenBao versions; ci/versions.env pins only {from}"
     );
-    let mut timings = Timings::default();
+    let mut timings = Timings {
+        started: Instant::now(),
+        steps: Vec::new(),
+    };
 
     let mut env = timings
         .step(
@@ -241,12 +244,9 @@ async fn uninstall(env: &DevEnvironment) -> anyhow::Result<()> {
 
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     let prefix = format!("{}-{}-", names::DATA_VOLUME, names::statefulset(name));
-    let kept: Vec<String> = claims
-        .list(&ListParams::default())
+    let kept: Vec<String> = object_names(&claims)
         .await?
-        .items
         .into_iter()
-        .filter_map(|c| c.metadata.name)
         .filter(|n| n.starts_with(&prefix))
         .collect();
     for claim in &kept {
@@ -258,19 +258,11 @@ async fn uninstall(env: &DevEnvironment) -> anyhow::Result<()> {
         Duration::from_secs(120),
         "the volume claims and their volumes to go",
         || async {
-            let claims_left = claims
-                .list(&ListParams::default())
+            let claims_left = object_names(&claims)
                 .await?
-                .items
                 .iter()
-                .any(|c| {
-                    c.metadata
-                        .name
-                        .as_deref()
-                        .unwrap_or_default()
-                        .starts_with(&prefix)
-                });
-            Ok(!claims_left && volumes.list(&ListParams::default()).await?.items.is_empty())
+                .any(|n| n.starts_with(&prefix));
+            Ok(!claims_left && object_names(&volumes).await?.is_empty())
         },
     )
     .await?;
@@ -324,13 +316,7 @@ async fn uninstall(env: &DevEnvironment) -> anyhow::Result<()> {
         },
     )
     .await?;
-    let left: Vec<String> = pods
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|p| p.metadata.name)
-        .collect();
+    let left = object_names(&pods).await?;
     anyhow::ensure!(left.is_empty(), "pods left in {ns}: {left:?}");
     println!(
         "nothing is left: no {} CRDs, no namespace {OPERATOR_NAMESPACE}, no pods in {ns}",
@@ -339,10 +325,23 @@ async fn uninstall(env: &DevEnvironment) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How long each step took.
-#[derive(Default)]
+/// The names of every object `api` lists.
+async fn object_names<K>(api: &Api<K>) -> anyhow::Result<Vec<String>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Ok(api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|object| object.meta().name.clone())
+        .collect())
+}
+
+/// How long each step took, and when the first began.
 struct Timings {
-    started: Option<Instant>,
+    started: Instant,
     steps: Vec<(String, Duration)>,
 }
 
@@ -354,7 +353,6 @@ impl Timings {
         title: &str,
         work: impl Future<Output = anyhow::Result<T>>,
     ) -> anyhow::Result<T> {
-        self.started.get_or_insert_with(Instant::now);
         println!("\n[{number}/{STEPS}] {title}");
         let started = Instant::now();
         let value = work
@@ -371,7 +369,7 @@ impl Timings {
         for (number, (title, took)) in self.steps.iter().enumerate() {
             println!("  {}. {title}: {:.0} s", number + 1, took.as_secs_f64());
         }
-        let total = self.started.map(|s| s.elapsed()).unwrap_or_default();
+        let total = self.started.elapsed();
         println!(
             "Total: {} min {} s",
             total.as_secs() / 60,
